@@ -1,5 +1,3 @@
-// Package ami speaks Asterisk's Manager Interface: framing, login, actions, event lists,
-// keep-alive and reconnect. See shared/docs/reference/ami.md.
 package ami
 
 import (
@@ -105,15 +103,32 @@ func ParseTimestamp(ts string) time.Time {
 }
 
 // String renders the packet in wire form (CRLF lines and a blank line), for logs of actions with
-// no secrets and for `record`.
+// no secrets and for `record`. A legacy command reply (first header `Response: Follows`) is
+// rendered as Asterisk <= 13 sends it: headers, Output, then `--END COMMAND--` and a blank line.
+// Reading the result back with a Reader gives the same Message.
 func (m *Message) String() string {
-	var b strings.Builder
+	n := 2
 	for _, h := range m.Headers {
-		b.WriteString(h.Key)
-		b.WriteString(": ")
-		b.WriteString(h.Value)
-		b.WriteString("\r\n")
+		n += len(h.Key) + len(h.Value) + 4
 	}
-	b.WriteString("\r\n")
-	return b.String()
+	if m.isFollows() {
+		n += len(m.Output) + len(endCommand) + 2
+	}
+	return string(m.AppendWire(make([]byte, 0, n)))
+}
+
+// AppendWire appends the wire form of m (as String renders it) to b.
+func (m *Message) AppendWire(b []byte) []byte {
+	for _, h := range m.Headers {
+		b = append(b, h.Key...)
+		b = append(b, ": "...)
+		b = append(b, h.Value...)
+		b = append(b, "\r\n"...)
+	}
+	if m.isFollows() {
+		b = append(b, m.Output...)
+		b = append(b, endCommand...)
+		b = append(b, "\r\n"...)
+	}
+	return append(b, "\r\n"...)
 }

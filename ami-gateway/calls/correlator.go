@@ -167,6 +167,9 @@ func (c *Correlator) channel(m *ami.Message, prefix string) *Channel {
 		c.channels[uid] = ch
 		call := c.calls[lid]
 		if call == nil {
+			if c.dead[lid] {
+				return nil // a straggler of a call that has ended
+			}
 			call = &Call{ID: lid, First: uid, Channels: make(map[string]*Channel), StartedAt: ch.Created}
 			if uid != lid {
 				// A channel of a call we never saw begin (a restart, or the stream started mid-call).
@@ -178,7 +181,9 @@ func (c *Correlator) channel(m *ami.Message, prefix string) *Channel {
 		if uid == call.First {
 			call.StartedAt = ch.Created
 		}
-	} else if lid != "" && lid != ch.Linkedid {
+	} else if lid != "" && lid != ch.Linkedid && older(lid, ch.Linkedid) {
+		// Linkedids only ever change to an older one; a snapshot queued before a merge still
+		// carries the newer one and must not move the channel back.
 		c.move(ch, lid)
 	}
 	if ch.CallerID == "" {
@@ -418,12 +423,12 @@ func (c *Correlator) attendedTransfer(m *ami.Message) {
 	c.channel(m, "TransferTarget")
 	// Merge the two calls now rather than waiting for each channel's next snapshot.
 	if orig != nil && second != nil && orig.Linkedid != second.Linkedid {
-		older, newer := c.calls[orig.Linkedid], c.calls[second.Linkedid]
-		if older.StartedAt.After(newer.StartedAt) || (older.StartedAt.Equal(newer.StartedAt) && seq(newer.ID) < seq(older.ID)) {
-			older, newer = newer, older
+		keep, gone := c.calls[orig.Linkedid], c.calls[second.Linkedid]
+		if older(gone.ID, keep.ID) {
+			keep, gone = gone, keep
 		}
-		for _, ch := range sortedChannels(newer) {
-			c.move(ch, older.ID)
+		for _, ch := range sortedChannels(gone) {
+			c.move(ch, keep.ID)
 		}
 	}
 	var call *Call
@@ -457,6 +462,15 @@ func (c *Correlator) attendedTransfer(m *ami.Message) {
 		}
 	}
 	c.changed(call)
+}
+
+// older reports whether Uniqueid a was made before b.
+func older(a, b string) bool {
+	ea, eb := uidEpoch(a), uidEpoch(b)
+	if !ea.Equal(eb) {
+		return ea.Before(eb)
+	}
+	return seq(a) < seq(b)
 }
 
 // seq orders Uniqueids (epoch.sequence, maybe with a system-name prefix) by their sequence.
@@ -495,6 +509,11 @@ const tombLife = 2 * time.Minute
 
 func (c *Correlator) bury(uid string) {
 	delete(c.channels, uid)
+	c.markDead(uid)
+}
+
+// markDead remembers a hung-up channel or an ended call's Linkedid.
+func (c *Correlator) markDead(uid string) {
 	now := c.clock.Now()
 	c.dead[uid] = true
 	c.deadList = append(c.deadList, tomb{uid, now})
@@ -815,6 +834,7 @@ func (c *Correlator) finish(call *Call) {
 	for uid := range call.Channels {
 		delete(c.channels, uid)
 	}
+	c.markDead(call.ID)
 	c.ended = append(c.ended, call.ID)
 }
 

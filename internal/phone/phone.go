@@ -25,6 +25,7 @@ var plans = map[string]Plan{
 	"UA": {Country: "UA", CountryCode: "380", TrunkPrefix: "0", Intl: []string{"00"}, NationalLens: []int{9}},
 	"UZ": {Country: "UZ", CountryCode: "998", TrunkPrefix: "8", Intl: []string{"00", "810"}, NationalLens: []int{9}},
 	"DE": {Country: "DE", CountryCode: "49", TrunkPrefix: "0", Intl: []string{"00"}, NationalLens: []int{10, 11}},
+	"NL": {Country: "NL", CountryCode: "31", TrunkPrefix: "0", Intl: []string{"00"}, NationalLens: []int{9}},
 	"GB": {Country: "GB", CountryCode: "44", TrunkPrefix: "0", Intl: []string{"00"}, NationalLens: []int{10}},
 	"US": {Country: "US", CountryCode: "1", TrunkPrefix: "1", Intl: []string{"011"}, NationalLens: []int{10}},
 }

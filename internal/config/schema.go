@@ -11,7 +11,9 @@ const Version = 1
 
 // Config is the whole file. Each service reads the sections it needs.
 type Config struct {
-	Schema   int             `yaml:"schema"`
+	// Schema is the file's schema version; Load migrates older files in memory, so a loaded Config
+	// always says Version. It has no environment override: the file's shape is not a setting.
+	Schema   int             `yaml:"schema" env:"-"`
 	PBX      string          `yaml:"pbx"`
 	AMI      AMI             `yaml:"ami"`
 	Classify Classify        `yaml:"classify"`
@@ -19,6 +21,19 @@ type Config struct {
 	Redis    Redis           `yaml:"redis"`
 	Log      Log             `yaml:"log"`
 	HTTP     map[string]HTTP `yaml:"http,omitempty"`
+
+	// Source says where the values came from, for the startup log line; it is not part of the file.
+	Source Source `yaml:"-"`
+}
+
+// Source records how a Config was loaded.
+type Source struct {
+	Path string // the file, empty when parsed from bytes
+	// FileSchema is the schema the file was written in; below Version means Load migrated it in
+	// memory and the file itself still waits for "migrate-config --in-place".
+	FileSchema int
+	// Env lists the RINGBRIDGE_* variables that overrode a value (names only, never values).
+	Env []string
 }
 
 // AMI is how ami-gateway reaches Asterisk's Manager Interface.

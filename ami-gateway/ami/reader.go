@@ -366,15 +366,23 @@ func (r *Reader) discard() error {
 // holds a byte that is not printable ASCII (space allowed).
 func keyEnd(line []byte) int {
 	for i, c := range line {
-		if c == ':' {
-			return i
-		}
-		if c < 0x20 || c >= 0x7f {
+		if !keyByte[c] {
+			if c == ':' {
+				return i
+			}
 			return -1
 		}
 	}
 	return -1
 }
+
+// keyByte tells the bytes a key may hold: printable ASCII (space included) but the colon.
+var keyByte = func() (t [256]bool) {
+	for c := 0x20; c < 0x7f; c++ {
+		t[c] = c != ':'
+	}
+	return t
+}()
 
 // ReadMessage returns the next packet. At a clean end of stream between packets it returns the
 // reader's error (io.EOF). Bad input gives a *ParseError; reading may go on after it.
@@ -417,6 +425,52 @@ func (r *Reader) ReadMessage() (*Message, error) {
 	splittable := false // an Event packet (not UserEvent, whose body is client-defined)
 	split := false
 	for {
+		if nl < 0 {
+			// Fast path for a header line after the first, fully buffered: one pass over the key
+			// (validating it), one IndexByte over the value.
+			if !follows {
+				buf := r.buf[:r.w]
+				p := r.r + ls
+				i := p
+				for i < len(buf) && keyByte[buf[i]] {
+					i++
+				}
+				if i < len(buf) {
+					if c := buf[i]; c == ':' && i > p && !(splittable && i-p == 5 && string(buf[p:i]) == "Event") {
+						if j := bytes.IndexByte(buf[i+1:], '\n'); j >= 0 {
+							n := i + 1 + j - r.r
+							if n-ls <= r.maxLine && n < r.maxPacket {
+								le := n
+								if r.buf[r.r+le-1] == '\r' {
+									le--
+								}
+								vs := i + 1 - r.r
+								if vs < le && r.buf[r.r+vs] == ' ' {
+									vs++
+								}
+								spans = append(spans, span{ls, i - r.r, vs, le})
+								end = n + 1
+								ls = n + 1
+								continue
+							}
+						}
+					} else if i == p && (c == '\n' || (c == '\r' && i+1 < len(buf) && buf[i+1] == '\n')) {
+						// Blank line: end of packet.
+						nl = i - r.r
+						if c == '\r' {
+							nl++
+						}
+						break
+					}
+				}
+			}
+			var err error
+			nl, err = r.findLF(ls)
+			if err != nil {
+				r.spans = spans
+				return nil, r.limitOrRead(err, ls, true)
+			}
+		}
 		le := nl
 		if le > ls && r.buf[r.r+le-1] == '\r' {
 			le--
@@ -477,12 +531,7 @@ func (r *Reader) ReadMessage() (*Message, error) {
 			end = nl + 1
 		}
 		ls = nl + 1
-		var err error
-		nl, err = r.findLF(ls)
-		if err != nil {
-			r.spans = spans
-			return nil, r.limitOrRead(err, ls, true)
-		}
+		nl = -1
 	}
 	r.spans = spans
 	s := string(r.buf[r.r : r.r+end])

@@ -1,0 +1,175 @@
+package ami
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"runtime"
+	"strings"
+	"testing"
+	"testing/iotest"
+	"time"
+)
+
+// FuzzParse feeds arbitrary bytes to the Reader. It must not panic, must end (every call makes
+// progress), may only fail with *ParseError, and every packet it returns must survive
+// Message.String() and a second parse unchanged.
+//
+//	go test -run '^$' -fuzz FuzzParse -fuzztime 5m ./ami-gateway/ami
+func FuzzParse(f *testing.F) {
+	// Seeds: the real recordings cut into chunks of a few packets, plus edge cases.
+	for _, fx := range fixtures(f) {
+		for _, chunk := range chunkPackets(fx.data, 4096) {
+			f.Add(chunk)
+		}
+	}
+	for _, s := range []string{
+		"",
+		"\r\n",
+		"Asterisk Call Manager/11.0.0\r\nResponse: Success\r\nMessage: Authentication accepted\r\n\r\n",
+		"Event: A\nAccountCode:\nX: y\n\n",
+		"Response: Follows\r\nPrivilege: Command\r\nActionID: 1\r\nout\n\nmore\n--END COMMAND--\r\n\r\n",
+		"Response: Follows\r\nActionID: 1\r\nx--END COMMAND--\r\n\r\n",
+		"Event: A\r\nno colon\r\n\r\nEvent: B\r\n\r\n",
+		"Event: A\r\n\x00\xff: z\r\n\r\n",
+		"Event: A\r\nB: c",
+		"Event: Newexten\r\nEvent: DialEnd\r\n\r\n",
+		"Event: UserEvent\r\nEvent: x\r\n\r\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		msgs := fuzzStream(t, bytes.NewReader(data), ReaderOptions{}, len(data))
+		for _, m := range msgs {
+			checkRoundTrip(t, m)
+		}
+		// Tiny limits and one-byte reads drive the buffer grow/compact and limit paths.
+		small := fuzzStream(t, iotest.OneByteReader(bytes.NewReader(data)), ReaderOptions{MaxLineSize: 40, MaxPacketSize: 120, BufferSize: 16}, len(data))
+		// With limits large enough, chunked reads must give exactly the same packets.
+		if len(data) < 100 {
+			if !sameMessages(msgs, small) {
+				t.Fatalf("one-byte reads differ from whole reads for %q", data)
+			}
+		}
+	})
+}
+
+// fuzzStream reads everything and checks the invariants of each packet.
+func fuzzStream(t *testing.T, r io.Reader, opt ReaderOptions, n int) []*Message {
+	rd := NewReader(r, opt)
+	var msgs []*Message
+	for i := 0; ; i++ {
+		if i > 2*n+10 {
+			t.Fatalf("no progress after %d calls on %d bytes", i, n)
+		}
+		m, err := rd.ReadMessage()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			var pe *ParseError
+			if !errors.As(err, &pe) {
+				t.Fatalf("error is not a *ParseError: %T %v", err, err)
+			}
+			_ = pe.Error()
+			continue
+		}
+		if len(m.Headers) == 0 {
+			t.Fatal("packet without headers")
+		}
+		for _, h := range m.Headers {
+			if h.Key == "" || strings.ContainsAny(h.Key, ":\r\n") || strings.Contains(h.Value, "\n") {
+				t.Fatalf("bad header %q", h)
+			}
+		}
+		if m.Output != "" && !m.isFollows() {
+			t.Fatalf("Output on a non-Follows packet %q", m.Headers)
+		}
+		msgs = append(msgs, m)
+	}
+	if st := rd.Stats(); st.Packets != uint64(len(msgs)) || st.Bytes != uint64(n) {
+		t.Fatalf("stats %+v for %d packets, %d bytes", st, len(msgs), n)
+	}
+	return msgs
+}
+
+func checkRoundTrip(t *testing.T, m *Message) {
+	t.Helper()
+	s := m.String()
+	rd := NewReader(strings.NewReader(s), ReaderOptions{})
+	again, err := rd.ReadMessage()
+	if err != nil {
+		t.Fatalf("re-parse of %q: %v", s, err)
+	}
+	if !sameMessage(m, again) {
+		t.Fatalf("round trip changed the packet:\n before %q %q\n after  %q %q", m.Headers, m.Output, again.Headers, again.Output)
+	}
+	if extra, err := rd.ReadMessage(); err != io.EOF {
+		t.Fatalf("round trip of %q left more: %v %v", s, extra, err)
+	}
+}
+
+// chunkPackets cuts data at packet boundaries into pieces of about size bytes.
+func chunkPackets(data []byte, size int) [][]byte {
+	var out [][]byte
+	for len(data) > 0 {
+		if len(data) <= size {
+			out = append(out, data)
+			break
+		}
+		i := bytes.Index(data[size:], []byte("\r\n\r\n"))
+		if i < 0 {
+			out = append(out, data)
+			break
+		}
+		cut := size + i + 4
+		out = append(out, data[:cut])
+		data = data[cut:]
+	}
+	return out
+}
+
+// corpus is every recording back to back (banners included, as `record` files of several
+// sessions would be).
+func corpus(tb testing.TB) (data []byte, events int) {
+	for _, fx := range fixtures(tb) {
+		data = append(data, fx.data...)
+		events += countPrefixLines(fx.data, "Event:")
+	}
+	return data, events
+}
+
+// BenchmarkParse parses all real recordings (Asterisk 22 and 13, ~1.3 MB, ~3,800 events) per
+// iteration and reports events/s and allocations per event.
+func BenchmarkParse(b *testing.B) {
+	data, _ := corpus(b)
+	br := bytes.NewReader(data)
+	var events, packets int
+	var ms0, ms1 runtime.MemStats
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	runtime.ReadMemStats(&ms0)
+	start := time.Now()
+	for b.Loop() {
+		br.Reset(data)
+		rd := NewReader(br, ReaderOptions{})
+		for {
+			m, err := rd.ReadMessage()
+			if err != nil {
+				if err != io.EOF {
+					b.Fatal(err)
+				}
+				break
+			}
+			packets++
+			if len(m.Headers) > 0 && isKeyString(m.Headers[0].Key, "Event") {
+				events++
+			}
+		}
+	}
+	el := time.Since(start)
+	runtime.ReadMemStats(&ms1)
+	b.ReportMetric(float64(events)/el.Seconds(), "events/s")
+	b.ReportMetric(float64(ms1.Mallocs-ms0.Mallocs)/float64(packets), "allocs/packet")
+	b.ReportMetric(float64(len(data))/float64(packets), "bytes/packet")
+}

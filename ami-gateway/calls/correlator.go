@@ -135,6 +135,16 @@ func (c *Correlator) Handle(m *ami.Message) []callevent.Event {
 		}
 	case "Hangup":
 		c.hangup(m)
+	case "CEL":
+		// Asterisk sends the transfer's CEL (with its time) just after the transfer event.
+		if n := m.Get("EventName"); n == "BLINDTRANSFER" || n == "ATTENDEDTRANSFER" {
+			if call := c.calls[m.Get("LinkedID")]; call != nil {
+				if k := len(call.Transfers); k > 0 && !call.Transfers[k-1].Timed {
+					call.Transfers[k-1].At = c.clock.Now()
+					call.Transfers[k-1].Timed = true
+				}
+			}
+		}
 	}
 	return c.out
 }

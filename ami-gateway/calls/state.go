@@ -40,6 +40,7 @@ type transfer struct {
 	// AttendedTransfer event just after the bridge changes it describes.
 	Inferred bool `json:"inferred,omitempty"`
 	Sent     bool `json:"sent,omitempty"`
+	Timed    bool `json:"timed,omitempty"` // At comes from the transfer's own CEL event
 }
 
 // Call is one call in progress, keyed by Asterisk's Linkedid.

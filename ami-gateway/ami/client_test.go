@@ -322,7 +322,7 @@ func TestClientServerDropsMidPacket(t *testing.T) {
 		t.Fatalf("%+v", up)
 	}
 	// The resync the gateway does after a reconnect works on the new connection.
-	srv.handler = coreShowChannels(3)
+	srv.setHandler(coreShowChannels(3))
 	items, err := c.ActionList(context.Background(), (&Message{}).Add("Action", "CoreShowChannels"))
 	if err != nil || len(items) != 3 {
 		t.Fatalf("resync: %d items, %v", len(items), err)

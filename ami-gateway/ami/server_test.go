@@ -148,12 +148,13 @@ func (fc *fakeConn) serve() {
 		case "login":
 			s.mu.Lock()
 			s.logins = append(s.logins, m)
+			secret := s.secret
 			s.mu.Unlock()
 			ok := m.Get("Username") == s.user
 			if strings.EqualFold(m.Get("AuthType"), "md5") {
-				ok = ok && challenge != "" && m.Get("Key") == md5Key(challenge, s.secret)
+				ok = ok && challenge != "" && m.Get("Key") == md5Key(challenge, secret)
 			} else {
-				ok = ok && m.Get("Secret") == s.secret
+				ok = ok && m.Get("Secret") == secret
 			}
 			if !ok {
 				time.Sleep(s.authDelay)
@@ -175,12 +176,21 @@ func (fc *fakeConn) serve() {
 			fc.send("Response: Goodbye\r\n" + id + "Message: Thanks for all the fish.\r\n\r\n")
 			return
 		default:
-			if s.handler != nil && s.handler(fc, m) {
+			s.mu.Lock()
+			h := s.handler
+			s.mu.Unlock()
+			if h != nil && h(fc, m) {
 				continue
 			}
 			fc.send("Response: Error\r\n" + id + "Message: Invalid/unknown command: " + m.Get("Action") + ". Use Action: ListCommands to show available commands.\r\n\r\n")
 		}
 	}
+}
+
+func (s *fakeAMI) setHandler(h func(fc *fakeConn, m *Message) bool) {
+	s.mu.Lock()
+	s.handler = h
+	s.mu.Unlock()
 }
 
 func (s *fakeAMI) actionsNamed(name string) []*Message {

@@ -218,9 +218,9 @@ func (b *Bus) Close(ctx context.Context) error {
 func (b *Bus) connection(ctx context.Context) (*amqp.Connection, <-chan struct{}, error) {
 	for {
 		b.mu.Lock()
-		conn, lost, up, st := b.conn, b.lost, b.up, b.state
+		conn, lost, up, closed := b.conn, b.lost, b.up, b.state.closed
 		b.mu.Unlock()
-		if st.closed || b.ctx.Err() != nil {
+		if closed || b.ctx.Err() != nil {
 			return nil, nil, ErrClosed
 		}
 		if conn != nil {
@@ -231,7 +231,7 @@ func (b *Bus) connection(ctx context.Context) (*amqp.Connection, <-chan struct{}
 		case <-b.ctx.Done():
 			return nil, nil, ErrClosed
 		case <-ctx.Done():
-			reason := b.stateError(st)
+			reason := b.Ready()
 			if reason == nil {
 				return nil, nil, ctx.Err()
 			}
@@ -295,14 +295,36 @@ func (b *Bus) run() {
 func (b *Bus) connect() (*amqp.Connection, error) {
 	props := amqp.NewConnectionProperties()
 	props.SetClientConnectionName(b.cfg.Name)
-	conn, err := amqp.DialConfig(b.cfg.URL, amqp.Config{
-		Heartbeat:  b.cfg.Heartbeat,
-		Locale:     "en_US",
-		Properties: props,
-		Dial:       amqp.DefaultDial(b.cfg.DialTimeout),
-	})
-	if err != nil {
-		return nil, err
+	type dialed struct {
+		conn *amqp.Connection
+		err  error
+	}
+	// The dial runs apart so Close need not wait for it: a broker answers a wrong password only
+	// after a few seconds, and a black-holed host only after DialTimeout.
+	res := make(chan dialed, 1)
+	go func() {
+		conn, err := amqp.DialConfig(b.cfg.URL, amqp.Config{
+			Heartbeat:  b.cfg.Heartbeat,
+			Locale:     "en_US",
+			Properties: props,
+			Dial:       amqp.DefaultDial(b.cfg.DialTimeout),
+		})
+		res <- dialed{conn, err}
+	}()
+	var conn *amqp.Connection
+	select {
+	case r := <-res:
+		if r.err != nil {
+			return nil, r.err
+		}
+		conn = r.conn
+	case <-b.ctx.Done():
+		go func() {
+			if r := <-res; r.conn != nil {
+				_ = r.conn.Close()
+			}
+		}()
+		return nil, ErrClosed
 	}
 	if err := b.declareAll(conn); err != nil {
 		_ = conn.Close()

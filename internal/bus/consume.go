@@ -112,6 +112,12 @@ func (b *Bus) Consume(ctx context.Context, spec QueueSpec, h Handler) error {
 	})
 }
 
+// fatalError marks a consumer error that retrying cannot fix, so Consume returns it.
+type fatalError struct{ err error }
+
+func (e *fatalError) Error() string { return e.err.Error() }
+func (e *fatalError) Unwrap() error { return e.err }
+
 type processFunc func(ctx, sess context.Context, raw amqp.Delivery)
 
 func (b *Bus) consumeLoop(ctx context.Context, spec QueueSpec, declare func(*amqp.Channel, QueueSpec) error, process processFunc) error {
@@ -132,8 +138,9 @@ func (b *Bus) consumeLoop(ctx context.Context, spec QueueSpec, declare func(*amq
 		if b.ctx.Err() != nil {
 			return fmt.Errorf("bus: consume %q: %w", spec.Name, ErrClosed)
 		}
-		if isFatalDeclareError(err) {
-			return b.errorf("consume %q: %w", spec.Name, err)
+		var fatal *fatalError
+		if errors.As(err, &fatal) {
+			return b.errorf("consume %q: %w", spec.Name, fatal.err)
 		}
 		if started {
 			failures = 0
@@ -172,6 +179,9 @@ func (b *Bus) consumeSession(ctx context.Context, conn *amqp.Connection, lost <-
 		return false, fmt.Errorf("set prefetch: %w", err)
 	}
 	if err := declare(ch, spec); err != nil {
+		if isFatalDeclareError(err) {
+			return false, &fatalError{err}
+		}
 		return false, err
 	}
 	tag := fmt.Sprintf("%s.%s.%d", b.cfg.Name, spec.Name, b.seq.Add(1))

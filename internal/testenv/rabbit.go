@@ -61,8 +61,12 @@ func RestartRabbit(t testing.TB) {
 	if err != nil {
 		t.Fatalf("RINGBRIDGE_AMQP_URL: %v", err)
 	}
+	waitStart := time.Now()
 	release := lock.acquireExclusive(t)
 	defer release()
+	if w := time.Since(waitStart); w > 100*time.Millisecond {
+		t.Logf("RestartRabbit waited %s for other test processes to finish with the broker", w.Round(time.Millisecond))
+	}
 
 	start := time.Now()
 	rabbitmqctl(t, "stop_app")

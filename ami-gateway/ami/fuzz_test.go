@@ -2,6 +2,7 @@ package ami
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"runtime"
@@ -171,4 +172,62 @@ func BenchmarkParse(b *testing.B) {
 	b.ReportMetric(float64(events)/el.Seconds(), "events/s")
 	b.ReportMetric(float64(ms1.Mallocs-ms0.Mallocs)/float64(packets), "allocs/packet")
 	b.ReportMetric(float64(len(data))/float64(packets), "bytes/packet")
+}
+
+// BenchmarkClientEvents measures the whole receive path of the Client: a server on loopback TCP
+// writes the real recordings (without their banners and login replies) as fast as it can, and the
+// consumer takes the events off Client.Events.
+func BenchmarkClientEvents(b *testing.B) {
+	var stream []byte
+	events := 0
+	for _, fx := range fixtures(b) {
+		rd := NewReader(bytes.NewReader(fx.data), ReaderOptions{})
+		for {
+			m, err := rd.ReadMessage()
+			if err != nil {
+				break
+			}
+			if m.Event() != "" {
+				stream = m.AppendWire(stream)
+				events++
+			}
+		}
+	}
+	srv := newFakeAMI(b)
+	cfg, _, _ := testConfig(srv)
+	cfg.Logger = nil
+	cfg.EventBuffer = 100000
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := Dial(ctx, cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	fc := <-srv.authed
+	for ev := range c.Events() { // Connected, FullyBooted
+		if ev.Msg != nil {
+			break
+		}
+	}
+	b.SetBytes(int64(len(stream)))
+	b.ResetTimer()
+	start := time.Now()
+	go func() {
+		for range b.N {
+			_ = fc.c.SetWriteDeadline(time.Time{})
+			if _, err := fc.c.Write(stream); err != nil {
+				return
+			}
+		}
+	}()
+	want := b.N * events
+	for got := 0; got < want; {
+		ev := <-c.Events()
+		if ev.Msg == nil {
+			b.Fatalf("connection state changed: %+v", ev.State)
+		}
+		got++
+	}
+	b.ReportMetric(float64(want)/time.Since(start).Seconds(), "events/s")
 }

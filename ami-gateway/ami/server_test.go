@@ -15,7 +15,7 @@ import (
 // Asterisk's login rules (MD5 challenge, 1 s-style delay then close on a bad secret), Ping,
 // Logoff/Goodbye, and Asterisk's 100 ms write timeout on every write.
 type fakeAMI struct {
-	t      *testing.T
+	t      testing.TB
 	ln     net.Listener
 	user   string
 	secret string
@@ -44,7 +44,7 @@ type fakeConn struct {
 
 const testSecret = "s3cret-Test-value"
 
-func newFakeAMI(t *testing.T) *fakeAMI {
+func newFakeAMI(t testing.TB) *fakeAMI {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -523,7 +523,7 @@ func TestClientPendingActionFailsOnDrop(t *testing.T) {
 
 func TestClientStalledConsumerDoesNotStallReader(t *testing.T) {
 	srv := newFakeAMI(t)
-	cfg, _, _ := testConfig(srv)
+	cfg, _, reg := testConfig(srv)
 	cfg.EventBuffer = 30000
 	c := dial(t, cfg)
 	fc := srv.waitConn(t)
@@ -547,6 +547,9 @@ func TestClientStalledConsumerDoesNotStallReader(t *testing.T) {
 			t.Fatalf("only %d queued", len(c.Events()))
 		}
 		time.Sleep(time.Millisecond)
+	}
+	if d := metric(t, reg, "ami_event_queue_depth", ""); d != n+2 {
+		t.Fatalf("queue depth metric %v, want %d", d, n+2)
 	}
 	waitState(t, c, StateConnected)
 	if ev := next(t, c); ev.Msg.Event() != "FullyBooted" {
@@ -743,5 +746,39 @@ func TestRedacted(t *testing.T) {
 	s := Redacted(m)
 	if strings.Contains(s, testSecret) || strings.Contains(s, "abc") || !strings.Contains(s, "Username: crm") {
 		t.Fatal(s)
+	}
+}
+
+func TestClientLegacyCommandOutput(t *testing.T) {
+	srv := newFakeAMI(t)
+	srv.banner = "Asterisk Call Manager/2.10.6" // Asterisk 13
+	srv.handler = func(fc *fakeConn, m *Message) bool {
+		if m.Get("Action") != "Command" {
+			return false
+		}
+		fc.send("Response: Follows\r\nPrivilege: Command\r\n" + idLine(m) +
+			"Channel              Location             State   Application(Data)\n\n" +
+			"SIP/101-00000001     101@from-internal:1  Up      Dial(SIP/102)\n\n1 active channel\n--END COMMAND--\r\n\r\n" +
+			"Event: Newexten\r\nPrivilege: dialplan,all\r\n\r\n")
+		return true
+	}
+	cfg, _, _ := testConfig(srv)
+	cfg.Auth = "plain"
+	c := dial(t, cfg)
+	up, _ := waitState(t, c, StateConnected)
+	if up.Banner != "Asterisk Call Manager/2.10.6" {
+		t.Fatal(up.Banner)
+	}
+	resp, err := c.Action(context.Background(), (&Message{}).Add("Action", "Command").Add("Command", "core show channels"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Response() != "Follows" || !strings.Contains(resp.Output, "\n\n1 active channel\n") || strings.Contains(resp.Output, "END COMMAND") {
+		t.Fatalf("%q %q", resp.Headers, resp.Output)
+	}
+	for {
+		if ev := next(t, c); ev.Msg != nil && ev.Msg.Event() == "Newexten" {
+			break
+		}
 	}
 }

@@ -1,0 +1,32 @@
+// Package amisim is an Asterisk Manager Interface (AMI) simulator for tests: a TCP server that
+// speaks the real wire protocol of Asterisk 22 (banner, CRLF packets, LF accepted on input) and
+// plays recorded calls to its logged-in clients.
+//
+// What it simulates:
+//   - the session: banner, plain and MD5 (Challenge) login, failed login (delay, error, close),
+//     Permission denied before login, Events (event mask), Ping, Logoff, unknown or missing
+//     action, ActionID echoed only when sent, the 1024-byte line limit;
+//   - event delivery by class: the per-user read classes and the Login/Events mask, filtered on
+//     each event's Privilege; Timestamp headers when Config.Timestamps is set (timestampevents);
+//   - Asterisk's writetimeout: a client that does not drain its socket within WriteTimeout is
+//     disconnected, the others keep receiving;
+//   - CoreShowChannels, answered from the live channel set tracked from the events played
+//     (Newchannel adds, every later event with the Uniqueid updates, BridgeEnter/BridgeLeave set
+//     BridgeId, Hangup removes);
+//   - Originate (async: queued reply, then the events of the OnOriginate hook, then
+//     OriginateResponse with the ActionID; sync: the reply after the events), Redirect and Hangup
+//     (acknowledged, no effect), and custom actions through Handle;
+//   - failures for tests: DropConnections (TCP reset), SetSecret, IgnorePings (half-open link).
+//
+// Recordings: LoadRecording reads a captured `.ami` stream and keeps its events with an offset
+// from the stream's own clock (CEL EventTime, Cdr EndTime, Newchannel Uniqueid epochs, EventTV,
+// Timestamp). Fresh gives a copy with new Uniqueids, channel names and bridge ids so one capture
+// can be played as many distinct calls; Retime moves every time it carries; Merge interleaves
+// several calls on one timeline. Play and Player send a recording, paced or as fast as possible,
+// and can stop at a packet and resume (to kill the gateway mid-call).
+//
+// What it does not simulate: a dialplan or real channels (events come only from recordings,
+// hooks and Broadcast; actions other than the above have no effect on the channel set), write
+// permissions of actions, Command, Status and other list actions, eventfilter, TLS, HTTP/ARI,
+// authlimit, allowmultiplelogin=no, and `Response: Follows` (Asterisk <= 13).
+package amisim

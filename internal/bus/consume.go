@@ -106,6 +106,9 @@ func (b *Bus) Consume(ctx context.Context, spec QueueSpec, h Handler) error {
 	if err := spec.validate(); err != nil {
 		return fmt.Errorf("bus: consume: %w", err)
 	}
+	if h == nil {
+		return errors.New("bus: consume: nil handler")
+	}
 	spec = spec.normalize(b.cfg)
 	return b.consumeLoop(ctx, spec, declareQueue, func(ctx, sess context.Context, raw amqp.Delivery) {
 		b.handle(ctx, sess, spec, h, raw)
@@ -147,12 +150,17 @@ func (b *Bus) consumeLoop(ctx context.Context, spec QueueSpec, declare func(*amq
 		}
 		delay := backoff(b.cfg.ReconnectMin, b.cfg.ReconnectMax, failures)
 		failures++
-		select {
-		case <-lost:
-			// The connection loop reconnects; connection() waits for it.
+		if isConnectionError(err) {
+			// The connection loop reconnects; connection() then waits for it.
 			log.WithError(b.red.Err(err)).Info("consumer stopped by the connection loss, resuming after reconnection")
+			select {
+			case <-lost:
+			case <-ctx.Done():
+				return nil
+			case <-b.ctx.Done():
+				return fmt.Errorf("bus: consume %q: %w", spec.Name, ErrClosed)
+			}
 			continue
-		default:
 		}
 		log.WithError(b.red.Err(err)).Warnf("consumer stopped, consuming again in %s", roundDelay(delay))
 		select {
@@ -220,7 +228,7 @@ func (b *Bus) consumeSession(ctx context.Context, conn *amqp.Connection, lost <-
 			err = e
 		}
 	case <-lost:
-		err = errors.New("connection lost")
+		err = fmt.Errorf("connection lost: %w", amqp.ErrClosed)
 	case <-b.ctx.Done():
 		err = ErrClosed
 	}

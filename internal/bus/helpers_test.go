@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"regexp"
 	"strings"
 	"sync"
@@ -47,6 +48,18 @@ func newTestBus(t *testing.T, mods ...func(*Config)) (*Bus, *logtest.Hook) {
 		defer cancel()
 		if err := b.Close(ctx); err != nil {
 			t.Errorf("Close: %v", err)
+		}
+		// The publisher's invariant: confirmations match the messages in flight one to one.
+		for _, e := range hook.AllEntries() {
+			if strings.Contains(e.Message, "bus: confirm") {
+				t.Errorf("publisher invariant broken: %s", e.Message)
+			}
+		}
+		if t.Failed() || os.Getenv("BUS_TEST_LOG") != "" {
+			for _, e := range hook.AllEntries() {
+				line, _ := e.String()
+				t.Log(strings.TrimSpace(line))
+			}
 		}
 	})
 	return b, hook

@@ -104,6 +104,7 @@ func (c *Confirmation) Wait(ctx context.Context) error {
 // publishing is a message on its way: in the local buffer, in flight, or done.
 type publishing struct {
 	exchange, key string
+	mandatory     bool
 	msg           amqp.Publishing
 	done          chan struct{}
 	err           error
@@ -201,6 +202,12 @@ func (b *Bus) PublishAsync(ctx context.Context, exchange, routingKey string, msg
 	if err != nil {
 		return nil, err
 	}
+	return b.enqueue(ctx, p)
+}
+
+// enqueue puts p in the local buffer, blocking while it is full.
+func (b *Bus) enqueue(ctx context.Context, p *publishing) (*Confirmation, error) {
+	exchange, routingKey := p.exchange, p.key
 	// closeMu makes Close wait for enqueues in progress, so nothing is enqueued after Close
 	// drained the buffer.
 	b.closeMu.RLock()
@@ -255,10 +262,11 @@ func (b *Bus) newPublishing(exchange, key string, msg Message) (*publishing, err
 		msg.Timestamp = time.Now()
 	}
 	return &publishing{
-		exchange: exchange,
-		key:      key,
-		done:     make(chan struct{}),
-		pub:      &b.pub,
+		exchange:  exchange,
+		key:       key,
+		mandatory: true,
+		done:      make(chan struct{}),
+		pub:       &b.pub,
 		msg: amqp.Publishing{
 			Headers:       headers,
 			ContentType:   msg.ContentType,
@@ -315,6 +323,14 @@ func (b *Bus) publishLoop(conn *amqp.Connection, lost <-chan struct{}) {
 		if progressed {
 			failures = 0
 		}
+		if isConnectionError(chErr) {
+			// The connection is going: wait for the connection loop to notice, quietly.
+			select {
+			case <-lost:
+			case <-b.ctx.Done():
+			}
+			return
+		}
 		delay := backoff(b.cfg.ReconnectMin, b.cfg.ReconnectMax, failures)
 		failures++
 		b.log.WithError(b.red.Err(chErr)).Warnf("rabbitmq %s: publisher channel closed, reopening in %s", b.addr, roundDelay(delay))
@@ -361,7 +377,7 @@ func (b *Bus) publishOnChannel(conn *amqp.Connection, lost <-chan struct{}) (chE
 	send := func(p *publishing) bool {
 		p.returned = nil
 		p.tag = ch.GetNextPublishSeqNo()
-		if err := ch.Publish(p.exchange, p.key, true, false, p.msg); err != nil {
+		if err := ch.Publish(p.exchange, p.key, p.mandatory, false, p.msg); err != nil {
 			s.prependResend([]*publishing{p})
 			return false
 		}

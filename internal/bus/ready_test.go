@@ -113,7 +113,7 @@ func TestPasswordNeverLeaks(t *testing.T) {
 				check("WaitReady", b.WaitReady(short()))
 				_, err := b.Call(short(), ExchangeCommands, "k", nil)
 				check("Call", err)
-				check("Consume", b.Consume(short(), QueueSpec{Name: "q"}, nil))
+				check("Consume", b.Consume(short(), QueueSpec{Name: "q"}, func(context.Context, Delivery) error { return nil }))
 				_, err = b.Parked(short(), "q", 1)
 				check("Parked", err)
 				check("Close", b.Close(short()))

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -74,20 +75,34 @@ func (s *rpcSession) deliver(id string, r rpcResult) {
 	}
 }
 
-// session returns the live RPC session, opening one on the current connection if needed.
+// rpcSession returns the live RPC session, opening one on the current connection if needed. It
+// waits for a connection without holding the lock, so every caller waits only as long as its own
+// ctx allows.
 func (b *Bus) rpcSession(ctx context.Context) (*rpcSession, error) {
-	b.rpc.mu.Lock()
-	defer b.rpc.mu.Unlock()
-	if s := b.rpc.sess; s != nil {
-		select {
-		case <-s.dead:
-		default:
-			return s, nil
+	live := func() *rpcSession {
+		if s := b.rpc.sess; s != nil {
+			select {
+			case <-s.dead:
+			default:
+				return s
+			}
 		}
+		return nil
+	}
+	b.rpc.mu.Lock()
+	s := live()
+	b.rpc.mu.Unlock()
+	if s != nil {
+		return s, nil
 	}
 	conn, lost, err := b.connection(ctx)
 	if err != nil {
 		return nil, err
+	}
+	b.rpc.mu.Lock()
+	defer b.rpc.mu.Unlock()
+	if s := live(); s != nil {
+		return s, nil
 	}
 	ch, err := conn.Channel()
 	if err != nil {
@@ -100,7 +115,7 @@ func (b *Bus) rpcSession(ctx context.Context) (*rpcSession, error) {
 	}
 	returns := ch.NotifyReturn(make(chan amqp.Return, 64))
 	closed := ch.NotifyClose(make(chan *amqp.Error, 1))
-	s := &rpcSession{ch: ch, dead: make(chan struct{}), pending: map[string]chan rpcResult{}}
+	s = &rpcSession{ch: ch, dead: make(chan struct{}), pending: map[string]chan rpcResult{}}
 	go func() {
 		defer close(s.dead)
 		defer ch.Close()
@@ -202,6 +217,9 @@ func (b *Bus) Serve(ctx context.Context, spec QueueSpec, h RPCHandler) error {
 	if err := spec.validate(); err != nil {
 		return fmt.Errorf("bus: serve: %w", err)
 	}
+	if h == nil {
+		return errors.New("bus: serve: nil handler")
+	}
 	spec = spec.normalize(b.cfg)
 	return b.consumeLoop(ctx, spec, declareRPCQueue, func(ctx, sess context.Context, raw amqp.Delivery) {
 		b.serveOne(ctx, sess, spec, h, raw)
@@ -236,7 +254,7 @@ func (b *Bus) serveOne(ctx, sess context.Context, spec QueueSpec, h RPCHandler, 
 		}
 		msg.Headers = map[string]any{HeaderRPCError: b.red.String(err.Error())}
 	}
-	perr := b.Publish(sess, "", raw.ReplyTo, msg)
+	perr := b.publishReply(sess, raw.ReplyTo, msg)
 	switch {
 	case perr == nil:
 		b.m.consumed.WithLabelValues(spec.Name).Inc()
@@ -250,4 +268,27 @@ func (b *Bus) serveOne(ctx, sess context.Context, spec QueueSpec, h RPCHandler, 
 		return
 	}
 	_ = raw.Ack(false)
+}
+
+// publishReply publishes an RPC reply with a confirm. To the direct reply-to pseudo-queue it is not
+// mandatory: RabbitMQ does not count amq.rabbitmq.reply-to.* as a queue for routing, so a
+// mandatory reply would come back as unroutable although it was delivered. A reply to a caller
+// that is gone is then dropped by the broker, which is harmless: that caller has given up.
+func (b *Bus) publishReply(ctx context.Context, to string, msg Message) error {
+	p, err := b.newPublishing("", to, msg)
+	if err != nil {
+		return err
+	}
+	p.mandatory = !strings.HasPrefix(to, replyTo)
+	c, err := b.enqueue(ctx, p)
+	if err != nil {
+		return err
+	}
+	if err := c.Wait(ctx); err != nil {
+		if ctx.Err() != nil {
+			p.abandoned.Store(true)
+		}
+		return err
+	}
+	return nil
 }

@@ -101,7 +101,7 @@ func TestRPC(t *testing.T) {
 // Many concurrent calls share one reply channel; each gets its own reply.
 func TestRPCConcurrentCalls(t *testing.T) {
 	t.Parallel()
-	b, _ := newTestBus(t)
+	b, hook := newTestBus(t)
 	name := uniqueName(t)
 	spec := QueueSpec{Name: name, Workers: 4} // addressed by queue name through the default exchange
 	ctx, stop := context.WithCancel(context.Background())
@@ -135,4 +135,12 @@ func TestRPCConcurrentCalls(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	// Replies to direct reply-to must not be mandatory (RabbitMQ would return them although it
+	// delivered them); the server would log the caller as gone.
+	for _, e := range hook.AllEntries() {
+		if strings.Contains(e.Message, "caller is gone") {
+			t.Errorf("reply reported undeliverable: %s", e.Message)
+			break
+		}
+	}
 }

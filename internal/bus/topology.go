@@ -259,3 +259,13 @@ func isChannelError(err *amqp.Error) bool {
 	}
 	return false
 }
+
+// isConnectionError reports whether err, which closed a channel, means the whole connection is
+// going away (the connection loop then reconnects; nothing to do per channel).
+func isConnectionError(err error) bool {
+	var ae *amqp.Error
+	if errors.As(err, &ae) {
+		return !isChannelError(ae)
+	}
+	return errors.Is(err, amqp.ErrClosed)
+}

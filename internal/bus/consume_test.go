@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
@@ -16,7 +17,8 @@ import (
 // its story in the headers; Requeue brings it back with a fresh attempt count.
 func TestRetryWithGrowingDelayThenParkThenRequeue(t *testing.T) {
 	t.Parallel()
-	b, _ := newTestBus(t) // retry delays 100ms, 300ms
+	reg := prometheus.NewRegistry()
+	b, _ := newTestBus(t, func(c *Config) { c.Registerer = reg }) // retry delays 100ms, 300ms
 	spec, key := testQueue(t, b)
 	rec := newRecorder()
 	var succeed atomic.Bool
@@ -91,6 +93,24 @@ func TestRetryWithGrowingDelayThenParkThenRequeue(t *testing.T) {
 	eventually(t, 5*time.Second, "empty queues", func() bool {
 		return queueDepth(t, b, ParkedQueueName(spec.Name)) == 0 && queueDepth(t, b, spec.Name) == 0
 	})
+
+	eventually(t, 5*time.Second, "the consumed counter", func() bool {
+		return counterValue(t, reg, "ringbridge_bus_consumed_total") == 1
+	})
+	for name, want := range map[string]float64{
+		"ringbridge_bus_retried_total":  2,
+		"ringbridge_bus_parked_total":   1,
+		"ringbridge_bus_requeued_total": 1,
+		"ringbridge_bus_buffered":       0,
+	} {
+		if got := counterValue(t, reg, name); got != want {
+			t.Errorf("%s = %v, want %v", name, got, want)
+		}
+	}
+	// 1 publish by the test, 2 to retry queues, 1 to the parking queue.
+	if got := counterValue(t, reg, "ringbridge_bus_confirmed_total"); got != 4 {
+		t.Errorf("confirmed_total = %v, want 4", got)
+	}
 }
 
 // Failures that retrying cannot fix are parked at once, and the consumer keeps going.

@@ -307,3 +307,51 @@ func TestPublishConcurrent(t *testing.T) {
 		t.Errorf("queue has %d messages, want 800", n)
 	}
 }
+
+func TestCloseDrainsPublishes(t *testing.T) {
+	t.Parallel()
+	t.Run("broker up: Close waits for the confirms", func(t *testing.T) {
+		t.Parallel()
+		observer, _ := newTestBus(t)
+		spec, key := testQueue(t, observer)
+		b, _ := newTestBus(t)
+		var confs []*Confirmation
+		for i := range 200 {
+			c, err := b.PublishAsync(context.Background(), ExchangeCalls, key, Message{ID: fmt.Sprint(i)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			confs = append(confs, c)
+		}
+		if err := b.Close(ctxTimeout(t, 10*time.Second)); err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+		for i, c := range confs {
+			if err := c.Err(); err != nil {
+				t.Fatalf("message %d after Close: %v", i, err)
+			}
+		}
+		if n := queueDepth(t, observer, spec.Name); n != 200 {
+			t.Errorf("queue holds %d, want 200", n)
+		}
+	})
+	t.Run("broker down: Close gives up when ctx ends", func(t *testing.T) {
+		t.Parallel()
+		p := newProxy(t, "127.0.0.1:5672")
+		p.up()
+		b, _ := newTestBus(t, func(c *Config) { c.URL = p.url(c.URL) })
+		p.down()
+		eventually(t, 5*time.Second, "not ready", func() bool { return b.Ready() != nil })
+		c, err := b.PublishAsync(context.Background(), ExchangeCalls, "call.x.y", Message{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = b.Close(ctxTimeout(t, 200*time.Millisecond))
+		if err == nil || !strings.Contains(err.Error(), "1 publishes not confirmed") {
+			t.Errorf("Close = %v", err)
+		}
+		if err := c.Err(); !errors.Is(err, ErrClosed) {
+			t.Errorf("unconfirmed message after Close: %v", err)
+		}
+	})
+}

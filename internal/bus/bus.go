@@ -28,11 +28,10 @@ type Bus struct {
 	cfg  Config
 	log  logrus.FieldLogger
 	red  redactor
-	uri  amqp.URI
 	addr string // host:port, the only form of the URL that appears in messages
 	m    *metrics
 
-	ctx    context.Context // done when Close gives up on the last publishes
+	ctx    context.Context // cancelled by Close once the last publishes are confirmed (or given up)
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // the connection loop and the publisher
 
@@ -71,7 +70,7 @@ type state struct {
 // service starts (and reports "not ready" with the reason) while RabbitMQ is still booting. Use
 // Dial or WaitReady to wait for the first connection.
 func New(cfg Config) (*Bus, error) {
-	uri, addr, err := parseURL(cfg.URL)
+	_, addr, err := parseURL(cfg.URL)
 	if err != nil {
 		return nil, err
 	}
@@ -82,7 +81,6 @@ func New(cfg Config) (*Bus, error) {
 	b := &Bus{
 		cfg:     cfg,
 		red:     newRedactor(cfg.URL),
-		uri:     uri,
 		addr:    addr,
 		closing: make(chan struct{}),
 		up:      make(chan struct{}),
@@ -176,8 +174,10 @@ func roundDelay(d time.Duration) time.Duration {
 
 // WaitReady waits until the Bus is connected or ctx is done; the error then carries the reason.
 func (b *Bus) WaitReady(ctx context.Context) error {
-	_, _, err := b.connection(ctx)
-	return err
+	if _, _, err := b.connection(ctx); err != nil {
+		return fmt.Errorf("bus: waiting for rabbitmq: %w", err)
+	}
+	return nil
 }
 
 // Close stops accepting publishes, waits until every publish already accepted is confirmed (or

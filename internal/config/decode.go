@@ -196,7 +196,9 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string, depth
 		seen[k.Value] = k.Line
 		fi, ok := fields[k.Value]
 		if !ok {
-			if s := suggest(k.Value, names); s != "" {
+			if to, renamed := renamedKeys()[p]; renamed {
+				d.fail(k, p, "unknown key: it is now %s", to)
+			} else if s := suggest(k.Value, names); s != "" {
 				d.fail(k, p, "unknown key (did you mean %q?)", s)
 			} else {
 				sorted := append([]string(nil), names...)

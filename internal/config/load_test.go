@@ -160,6 +160,11 @@ func TestLoadProblems(t *testing.T) {
 			want: []string{`line 7: ami.adress: unknown key (did you mean "address"?)`},
 		},
 		{
+			name: "old key name in a current file",
+			file: minimal + "  password: x\n",
+			want: []string{`line 7: ami.password: unknown key: it is now ami.secret (since schema 1)`},
+		},
+		{
 			name: "unknown top-level key without close match",
 			file: minimal + "zzz: 1\n",
 			want: []string{`zzz: unknown key (known here: ami, classify, http, log, pbx, rabbitmq, redis, schema)`},

@@ -29,6 +29,12 @@ func migrations() []migration {
 	}
 }
 
+// renamedKeys names the keys an earlier schema had under another name, so that an old key in a
+// current file gets a message saying where it went rather than a guess.
+func renamedKeys() map[string]string {
+	return map[string]string{"ami.password": "ami.secret (since schema 1)"}
+}
+
 // NewerSchemaError is a file written by a newer ringbridge than this build: after a rollback that
 // did not restore the config, for instance.
 type NewerSchemaError struct{ Schema int }
@@ -187,6 +193,9 @@ func encodeDocument(doc *yaml.Node) (out []byte, err error) {
 // migrateV0toV1: files from before the schema key kept the AMI secret under ami.password.
 func migrateV0toV1(doc *yaml.Node) (*yaml.Node, error) {
 	_, ami := mappingValue(doc.Content[0], "ami")
+	for ami != nil && ami.Kind == yaml.AliasNode {
+		ami = ami.Alias
+	}
 	pk, pv := mappingValue(ami, "password")
 	if pk == nil {
 		return doc, nil

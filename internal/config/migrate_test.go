@@ -66,6 +66,7 @@ func TestMigrate(t *testing.T) {
 		{name: "v0 with secret already", in: "ami:\n  secret: s\n", from: 0, to: 1, want: "  secret: s"},
 		{name: "v0 with both, same value", in: "ami:\n  password: s\n  secret: s\n", from: 0, to: 1, want: "ami:\n  secret: s\n"},
 		{name: "v0 with both, different values", in: "ami:\n  password: a\n  secret: b\n", wantErr: true, want: "ami has both password (the old name) and secret"},
+		{name: "v0 ami behind an alias", in: "base: &b {password: x}\nami: *b\n", from: 0, to: 1, want: "base: &b {secret: x}"},
 		{name: "explicit schema 0", in: "schema: 0\nami:\n  password: x\n", from: 0, to: 1, want: "schema: 1\nami:\n  secret: x\n"},
 		{name: "newer schema", in: "schema: 7\n", wantErr: true, want: "config schema 7 is newer than this build knows (1): update ringbridge, or restore the backup the update made"},
 		{name: "negative schema", in: "schema: -1\n", wantErr: true, want: "is not a schema version"},

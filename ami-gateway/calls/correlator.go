@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/ringbridge/ringbridge/ami-gateway/ami"
@@ -52,6 +53,8 @@ type Correlator struct {
 	dead     map[string]bool
 	deadList []tomb
 
+	open atomic.Int64 // len(calls), readable from other goroutines (metrics)
+
 	out     []callevent.Event
 	touched map[string]bool // calls changed since the last TakeTouched
 	ended   []string        // calls ended since the last TakeTouched
@@ -87,10 +90,14 @@ func (c *Correlator) Now() time.Time { return c.clock.Now() }
 // Calls returns the number of calls in progress.
 func (c *Correlator) Calls() int { return len(c.calls) }
 
+// OpenCalls is Calls, safe to call from any goroutine (it may lag by one event).
+func (c *Correlator) OpenCalls() int { return int(c.open.Load()) }
+
 // Handle feeds one AMI message and returns the call events it completes. The returned slice is
 // reused by the next call of Handle.
 func (c *Correlator) Handle(m *ami.Message) []callevent.Event {
 	c.out = c.out[:0]
+	defer func() { c.open.Store(int64(len(c.calls))) }()
 	name := m.Event()
 	if c.clock.Observe(name, m) {
 		c.restamp()

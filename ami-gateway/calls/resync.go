@@ -62,6 +62,7 @@ func (c *Correlator) Resync(items []*ami.Message, now time.Time) []callevent.Eve
 		c.changed(call)
 		c.sendTransfers(call)
 	}
+	c.open.Store(int64(len(c.calls)))
 	return c.out
 }
 

@@ -11,18 +11,10 @@ import (
 )
 
 var (
-	// uniqueidRe finds the `epoch.seq` of a Uniqueid, also in `<systemname>-epoch.seq`.
-	uniqueidRe = regexp.MustCompile(`(\d+)\.(\d+)$`)
-	// numRe finds every `digits.digits` run in a value; only known Uniqueids are rewritten.
-	numRe = regexp.MustCompile(`\d+\.\d+`)
-	// channelRe matches a channel name with Asterisk's -%08x sequence suffix (Local/…;1, PJSIP/…).
-	channelRe = regexp.MustCompile(`^[A-Za-z0-9_]+/.*-([0-9a-f]{8})(?:;[0-9]+)?(?:<[A-Za-z]+>)?$`)
-	uuidRe    = regexp.MustCompile(`[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}`)
+	uuidRe = regexp.MustCompile(`[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}`)
 	// jsonUniqueidRe and jsonChannelRe find ids inside CEL Extra JSON (transfers).
 	jsonUniqueidRe = regexp.MustCompile(`uniqueid"\s*:\s*"([^"]*)"`)
 	jsonChannelRe  = regexp.MustCompile(`_name"\s*:\s*"([^"]*)"`)
-	// fileDateRe is the date-time in recording file names (out-20261125-192910-…).
-	fileDateRe = regexp.MustCompile(`(^|[^0-9])([0-9]{8}-[0-9]{6})([^0-9]|$)`)
 )
 
 // Layouts of the times events carry.
@@ -47,7 +39,7 @@ func (r *Recording) collect() idIndex {
 	var ix idIndex
 	seenU, seenC, seenS := map[string]bool{}, map[string]bool{}, map[string]bool{}
 	addU := func(v string) {
-		if sm := uniqueidRe.FindString(v); sm != "" && !seenU[sm] {
+		if sm := trailingUniqueid(v); sm != "" && !seenU[sm] {
 			seenU[sm] = true
 			ix.uniqueids = append(ix.uniqueids, sm)
 		}
@@ -55,28 +47,28 @@ func (r *Recording) collect() idIndex {
 	addC := func(v string) {
 		for _, name := range strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == '&' }) {
 			name = strings.TrimSpace(name)
-			sm := channelRe.FindStringSubmatch(name)
-			if sm == nil {
+			suffix := channelSuffix(name)
+			if suffix == "" {
 				continue
 			}
 			if !seenC[name] {
 				seenC[name] = true
 				ix.channels = append(ix.channels, name)
 			}
-			if !seenS[sm[1]] {
-				seenS[sm[1]] = true
-				ix.suffixes = append(ix.suffixes, sm[1])
+			if !seenS[suffix] {
+				seenS[suffix] = true
+				ix.suffixes = append(ix.suffixes, suffix)
 			}
 		}
 	}
 	for _, p := range r.Packets {
 		for _, h := range p.Msg.Headers {
-			k := strings.ToLower(h.Key)
+			k := h.Key
 			switch {
-			case strings.HasSuffix(k, "bridgeuniqueid"):
-			case strings.HasSuffix(k, "uniqueid") || strings.HasSuffix(k, "linkedid"):
+			case hasSuffixFold(k, "bridgeuniqueid"):
+			case hasSuffixFold(k, "uniqueid") || hasSuffixFold(k, "linkedid"):
 				addU(h.Value)
-			case strings.HasSuffix(k, "channel") || k == "peer" || k == "newname":
+			case hasSuffixFold(k, "channel") || strings.EqualFold(k, "peer") || strings.EqualFold(k, "newname"):
 				addC(h.Value)
 			}
 			if strings.Contains(h.Value, `":"`) {
@@ -136,7 +128,9 @@ func (r *Recording) Fresh(n int) *Recording {
 	}
 	return r.mapValues(fmt.Sprintf("%s#%d", r.Name, n), r.start, func(_, v string) string {
 		v = replaceSuffixes(v, sufs)
-		v = uuidRe.ReplaceAllStringFunc(v, newUUID)
+		if len(v) >= 36 && strings.Count(v, "-") >= 4 { // cheap test before the regexp
+			v = uuidRe.ReplaceAllStringFunc(v, newUUID)
+		}
 		return replaceUniqueids(v, uids)
 	})
 }
@@ -185,33 +179,145 @@ func (r *Recording) Retime(start time.Time) *Recording {
 				return strconv.FormatInt(shiftSec(sec), 10)
 			}
 		}
-		if strings.IndexByte(v, '-') >= 0 {
-			v = fileDateRe.ReplaceAllStringFunc(v, func(s string) string {
-				sm := fileDateRe.FindStringSubmatch(s)
-				t, err := time.ParseInLocation(fileLayout, sm[2], time.UTC)
-				if err != nil {
-					return s
-				}
-				return sm[1] + t.Add(delta).Format(fileLayout) + sm[3]
-			})
+		if hasDigitRun(v, 8) {
+			v = shiftFileDates(v, delta)
 		}
 		return replaceUniqueids(v, uids)
 	})
 }
 
-// replaceUniqueids rewrites the known `epoch.seq` ids in v; a digits.digits run that is not
-// exactly a known id (a Timestamp, a longer sequence) is left alone.
+// replaceUniqueids rewrites the known `epoch.seq` ids in v: each maximal digits.digits run that
+// is exactly a known id (not a Timestamp, not a longer sequence).
 func replaceUniqueids(v string, ids map[string]string) string {
 	if len(ids) == 0 || strings.IndexByte(v, '.') < 0 {
 		return v
 	}
-	return numRe.ReplaceAllStringFunc(v, func(s string) string {
-		if n, ok := ids[s]; ok {
-			return n
+	var b strings.Builder
+	last := 0
+	for i := 0; i < len(v); {
+		if !isDigit(v[i]) {
+			i++
+			continue
 		}
-		return s
-	})
+		j := i
+		for j < len(v) && isDigit(v[j]) {
+			j++
+		}
+		if j+1 >= len(v) || v[j] != '.' || !isDigit(v[j+1]) {
+			i = j
+			continue
+		}
+		k := j + 1
+		for k < len(v) && isDigit(v[k]) {
+			k++
+		}
+		if n, ok := ids[v[i:k]]; ok {
+			b.WriteString(v[last:i])
+			b.WriteString(n)
+			last = k
+		}
+		i = k
+	}
+	if last == 0 {
+		return v
+	}
+	b.WriteString(v[last:])
+	return b.String()
 }
+
+// trailingUniqueid returns the `epoch.seq` that ends v (a Uniqueid, maybe `<systemname>-` first),
+// or "".
+func trailingUniqueid(v string) string {
+	k := len(v)
+	j := k
+	for j > 0 && isDigit(v[j-1]) {
+		j--
+	}
+	if j == k || j < 2 || v[j-1] != '.' {
+		return ""
+	}
+	i := j - 1
+	for i > 0 && isDigit(v[i-1]) {
+		i--
+	}
+	if i == j-1 {
+		return ""
+	}
+	return v[i:k]
+}
+
+// channelSuffix returns the 8 hex digits of Asterisk's -%08x sequence suffix of a channel name
+// (`Local/101@phones-0000002b;1`, `PJSIP/trunk-0000000a`, with an optional `<ZOMBIE>`), or "".
+func channelSuffix(name string) string {
+	slash := strings.IndexByte(name, '/')
+	if slash <= 0 {
+		return ""
+	}
+	for i := 0; i < slash; i++ {
+		if c := name[i]; !isAlnum(c) && c != '_' {
+			return ""
+		}
+	}
+	end := len(name)
+	if name[end-1] == '>' {
+		if lt := strings.LastIndexByte(name, '<'); lt > slash {
+			end = lt
+		}
+	}
+	if semi := strings.LastIndexByte(name[:end], ';'); semi > slash {
+		digits := name[semi+1 : end]
+		if digits == "" || strings.TrimLeft(digits, "0123456789") != "" {
+			return ""
+		}
+		end = semi
+	}
+	if end-9 <= slash || name[end-9] != '-' {
+		return ""
+	}
+	suffix := name[end-8 : end]
+	for i := 0; i < 8; i++ {
+		if c := suffix[i]; !isDigit(c) && (c < 'a' || c > 'f') {
+			return ""
+		}
+	}
+	return suffix
+}
+
+// shiftFileDates moves each YYYYMMDD-HHMMSS of v (recording file names) by delta.
+func shiftFileDates(v string, delta time.Duration) string {
+	const n = len(fileLayout)
+	var b strings.Builder
+	last := 0
+	for i := 0; i+n <= len(v); i++ {
+		if v[i+8] != '-' || (i > 0 && isDigit(v[i-1])) || (i+n < len(v) && isDigit(v[i+n])) {
+			continue
+		}
+		s := v[i : i+n]
+		if strings.TrimLeft(s[:8], "0123456789") != "" || strings.TrimLeft(s[9:], "0123456789") != "" {
+			continue
+		}
+		t, err := time.ParseInLocation(fileLayout, s, time.UTC)
+		if err != nil {
+			continue
+		}
+		b.WriteString(v[last:i])
+		b.WriteString(t.Add(delta).Format(fileLayout))
+		last = i + n
+		i += n - 1
+	}
+	if last == 0 {
+		return v
+	}
+	b.WriteString(v[last:])
+	return b.String()
+}
+
+// hasSuffixFold is strings.HasSuffix ignoring ASCII case.
+func hasSuffixFold(s, suffix string) bool {
+	return len(s) >= len(suffix) && strings.EqualFold(s[len(s)-len(suffix):], suffix)
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
 // replaceSuffixes rewrites -XXXXXXXX channel suffixes known in sufs, where v names a channel (a
 // '/' comes before) and the 8 hex digits are not part of a longer word.
@@ -241,6 +347,21 @@ func replaceSuffixes(v string, sufs map[string]string) string {
 	return b.String()
 }
 
+// hasDigitRun tells whether v has n digits in a row.
+func hasDigitRun(v string, n int) bool {
+	run := 0
+	for i := 0; i < len(v); i++ {
+		if v[i] >= '0' && v[i] <= '9' {
+			if run++; run >= n {
+				return true
+			}
+		} else {
+			run = 0
+		}
+	}
+	return false
+}
+
 func isAlnum(c byte) bool {
 	return c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
 }
@@ -263,8 +384,9 @@ func eventTime(m *ami.Message) (time.Time, bool) {
 			return t, true
 		}
 	case "Newchannel":
-		if sm := uniqueidRe.FindStringSubmatch(exactGet(m, "Uniqueid")); sm != nil {
-			if sec, err := strconv.ParseInt(sm[1], 10, 64); err == nil && sec > 0 {
+		if u := trailingUniqueid(exactGet(m, "Uniqueid")); u != "" {
+			epoch, _, _ := strings.Cut(u, ".")
+			if sec, err := strconv.ParseInt(epoch, 10, 64); err == nil && sec > 0 {
 				return time.Unix(sec, 0).UTC(), true
 			}
 		}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -155,8 +156,29 @@ func serve(ctx context.Context, cfg *config.Config, log *logrus.Entry, redactor 
 	}
 	errc := make(chan error, 3)
 	go func() { errc <- hs.Serve(ctx, listen) }()
+	// Ready only once the command queue exists: a click-to-call sent before would be unroutable.
+	var commandsReady atomic.Bool
+	hs.AddCheck("commands", func(context.Context) error {
+		if !commandsReady.Load() {
+			return errors.New("the originate command queue is not declared yet")
+		}
+		return nil
+	})
 	go func() {
-		err := b.Serve(ctx, gateway.CommandQueue(cfg.PBX), g.HandleOriginate(st))
+		spec := gateway.CommandQueue(cfg.PBX)
+		for attempt := 0; ; attempt++ {
+			err := b.DeclareRPCQueue(ctx, spec)
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			log.WithError(err).Warn("cannot declare the originate command queue, retrying")
+			time.Sleep(min(time.Duration(attempt+1)*500*time.Millisecond, 10*time.Second))
+		}
+		commandsReady.Store(true)
+		err := b.Serve(ctx, spec, g.HandleOriginate(st))
 		if err != nil && ctx.Err() == nil {
 			errc <- fmt.Errorf("originate commands: %w", err)
 		}

@@ -59,8 +59,6 @@ func CommandQueue(pbx string) bus.QueueSpec {
 		Exchange: bus.ExchangeCommands,
 		Keys:     []string{command.OriginateKey(pbx)},
 		Workers:  4,
-		// A click-to-call is useless minutes later: retry briefly, then park for support to see.
-		RetryDelays: []time.Duration{time.Second, 5 * time.Second},
 	}
 }
 

@@ -168,6 +168,18 @@ func declareRPCQueue(ch *amqp.Channel, s QueueSpec) error {
 	return nil
 }
 
+// DeclareRPCQueue declares the request queue Serve will consume, so a service can say it is ready
+// only once requests sent to it are routable.
+func (b *Bus) DeclareRPCQueue(ctx context.Context, spec QueueSpec) error {
+	if err := spec.validate(); err != nil {
+		return fmt.Errorf("bus: declare rpc queue: %w", err)
+	}
+	if err := b.withChannel(ctx, func(ch *amqp.Channel) error { return declareRPCQueue(ch, spec) }); err != nil {
+		return b.errorf("declare rpc queue %q: %w", spec.Name, err)
+	}
+	return nil
+}
+
 // DeclareQueue declares the queue of spec with its retry and parking queues and bindings, and
 // remembers it so it is declared again on every reconnection (a broker that lost its data, or a
 // new node, gets the queue back before anything is published). Publishers call it for the queues

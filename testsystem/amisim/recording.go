@@ -206,6 +206,26 @@ func Merge(name string, calls []Scheduled) *Recording {
 	return out
 }
 
+// MergeByStart merges recordings on their own clocks: each starts at its Start() minus the
+// earliest Start() (Retime each call to when it should happen, then merge). A recording without
+// times starts at 0.
+func MergeByStart(name string, recs ...*Recording) *Recording {
+	var first time.Time
+	for _, r := range recs {
+		if !r.start.IsZero() && (first.IsZero() || r.start.Before(first)) {
+			first = r.start
+		}
+	}
+	calls := make([]Scheduled, len(recs))
+	for i, r := range recs {
+		calls[i] = Scheduled{Rec: r}
+		if !r.start.IsZero() {
+			calls[i].At = r.start.Sub(first)
+		}
+	}
+	return Merge(name, calls)
+}
+
 // mapValues returns a copy of r with every header value passed through f (and its Start set).
 func (r *Recording) mapValues(name string, start time.Time, f func(key, value string) string) *Recording {
 	out := &Recording{Name: name, Packets: make([]Packet, len(r.Packets)), start: start}

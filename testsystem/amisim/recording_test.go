@@ -376,3 +376,40 @@ func TestMerge(t *testing.T) {
 		}
 	}
 }
+
+func TestIDs(t *testing.T) {
+	rec := loadTestRecording(t, "inbound-answered")
+	ids := rec.IDs()
+	want := IDs{
+		Uniqueids: []string{"1795634813.4", "1795634813.5", "1795634813.6", "1795634813.7"},
+		Channels: []string{"Local/4951234567@from-trunk-00000002;1", "Local/4951234567@from-trunk-00000002;2",
+			"Local/101@phones-00000003;1", "Local/101@phones-00000003;2"},
+	}
+	if strings.Join(ids.Uniqueids, " ") != strings.Join(want.Uniqueids, " ") ||
+		strings.Join(ids.Channels, " ") != strings.Join(want.Channels, " ") || len(ids.Bridges) != 1 {
+		t.Fatalf("IDs() = %+v", ids)
+	}
+	fresh := rec.Fresh(1).IDs()
+	for i, u := range fresh.Uniqueids {
+		if u == ids.Uniqueids[i] || !strings.HasPrefix(u, "1795634813.") {
+			t.Fatalf("fresh Uniqueid %q", u)
+		}
+	}
+	if fresh.Bridges[0] == ids.Bridges[0] || fresh.Channels[0] == ids.Channels[0] {
+		t.Fatalf("fresh ids %+v", fresh)
+	}
+}
+
+func TestMergeByStart(t *testing.T) {
+	rec := loadTestRecording(t, "inbound-answered")
+	t0 := time.Date(2030, 1, 1, 10, 0, 0, 0, time.UTC)
+	a := rec.Fresh(1).Retime(t0.Add(5 * time.Second))
+	b := rec.Fresh(2).Retime(t0)
+	m := MergeByStart("two", a, b)
+	if !m.Start().Equal(t0) || m.Duration() != a.Duration()+5*time.Second {
+		t.Fatalf("Start() %v, Duration() %v", m.Start(), m.Duration())
+	}
+	if m.Packets[0].Msg != b.Packets[0].Msg {
+		t.Fatal("the earlier call does not come first")
+	}
+}

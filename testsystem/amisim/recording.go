@@ -226,6 +226,13 @@ func MergeByStart(name string, recs ...*Recording) *Recording {
 	return Merge(name, calls)
 }
 
+// Replace returns a copy of r with every header value rewritten by strings.NewReplacer(oldnew...):
+// give an originated channel the ChannelId the action asked for, or a call the CRM's call id.
+func (r *Recording) Replace(oldnew ...string) *Recording {
+	rep := strings.NewReplacer(oldnew...)
+	return r.mapValues(r.Name, r.start, func(_, v string) string { return rep.Replace(v) })
+}
+
 // mapValues returns a copy of r with every header value passed through f (and its Start set).
 func (r *Recording) mapValues(name string, start time.Time, f func(key, value string) string) *Recording {
 	out := &Recording{Name: name, Packets: make([]Packet, len(r.Packets)), start: start}

@@ -413,3 +413,17 @@ func TestMergeByStart(t *testing.T) {
 		t.Fatal("the earlier call does not come first")
 	}
 }
+
+func TestReplace(t *testing.T) {
+	rec := loadTestRecording(t, "click-to-call-originate")
+	first := rec.IDs().Uniqueids[0]
+	out := rec.Replace(first, "chan-id-1", "c2c-000123", "crm-42")
+	text := wire(t, out)
+	if strings.Contains(text, "c2c-000123") || strings.Contains(text, first+"\r") || !strings.Contains(text, "Uniqueid: chan-id-1\r") ||
+		!strings.Contains(text, "Value: crm-42\r") {
+		t.Fatal("values not replaced")
+	}
+	if out.Len() != rec.Len() || !strings.Contains(wire(t, rec), "c2c-000123") {
+		t.Fatal("the original changed")
+	}
+}

@@ -313,16 +313,25 @@ func recordings(t *testing.T, copies int, gap time.Duration) []amisim.Scheduled 
 	return out
 }
 
-// expected is what the correlator makes of a recording alone: ended event per call id.
+// newCorrelatorFor makes fresh correlators with the config's classification.
+func newCorrelatorFor(cfg *config.Config) (func() *calls.Correlator, error) {
+	cl, err := calls.NewClassifier(cfg.Classify)
+	if err != nil {
+		return nil, err
+	}
+	return func() *calls.Correlator { return calls.New(calls.Options{PBX: cfg.PBX}, cl) }, nil
+}
+
+// expected is what the correlator makes of each recording alone: ended event per call id.
 func expected(t *testing.T, cfg *config.Config, recs []amisim.Scheduled) map[string]callevent.Event {
 	t.Helper()
-	cl, err := calls.NewClassifier(cfg.Classify)
+	newCorr, err := newCorrelatorFor(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := map[string]callevent.Event{}
 	for _, rec := range recs {
-		c := calls.New(calls.Options{PBX: cfg.PBX}, cl)
+		c := newCorr()
 		for _, m := range rec.Rec.Messages() {
 			for _, e := range c.Handle(m) {
 				if e.Kind == callevent.Ended {

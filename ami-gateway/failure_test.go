@@ -1,0 +1,175 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ringbridge/ringbridge/internal/callevent"
+	"github.com/ringbridge/ringbridge/testsystem/amisim"
+)
+
+// proxy stands between the gateway and a server so a test can take the server away from this
+// gateway alone (the shared Redis keeps serving the other test processes).
+type proxy struct {
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	down   bool
+	conns  []net.Conn
+}
+
+func newProxy(t *testing.T, target string) *proxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proxy{ln: ln, target: target}
+	go p.accept()
+	t.Cleanup(func() { ln.Close(); p.cut() })
+	return p
+}
+
+func (p *proxy) addr() string { return p.ln.Addr().String() }
+
+func (p *proxy) accept() {
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		if p.down {
+			p.mu.Unlock()
+			c.Close()
+			continue
+		}
+		s, err := net.Dial("tcp", p.target)
+		if err != nil {
+			p.mu.Unlock()
+			c.Close()
+			continue
+		}
+		p.conns = append(p.conns, c, s)
+		p.mu.Unlock()
+		go func() { io.Copy(s, c); s.Close() }()
+		go func() { io.Copy(c, s); c.Close() }()
+	}
+}
+
+// cut closes every connection and refuses new ones until restore.
+func (p *proxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.down = true
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+func (p *proxy) restore() {
+	p.mu.Lock()
+	p.down = false
+	p.mu.Unlock()
+}
+
+func load(t *testing.T, file string, n int) *amisim.Recording {
+	t.Helper()
+	raw, err := amisim.LoadRecording(filepath.Join(fixtures, "ami-asterisk22", file+".ami"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw.Fresh(n).Retime(time.Now().UTC().Truncate(time.Second))
+}
+
+// TestRedisDown: with Redis gone the gateway goes on publishing calls, says in /readyz that calls
+// in progress are not saved, and saves them again once Redis is back.
+func TestRedisDown(t *testing.T) {
+	s := newStack(t)
+	px := newProxy(t, s.cfg.Redis.Address)
+	s.cfg.Redis.Address = px.addr()
+	stop := s.start()
+	defer stop()
+	s.waitReady(10 * time.Second)
+
+	px.cut()
+	rec := load(t, "inbound-answered", 3001)
+	want := expected(t, s.cfg, []amisim.Scheduled{{Rec: rec}})
+	if err := s.sim.Play(context.Background(), rec, 0); err != nil {
+		t.Fatal(err)
+	}
+	check(t, s.collect(1, 20*time.Second), want)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		code, body := s.readyz()
+		if code == 503 && strings.Contains(body, "redis") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz does not report Redis down: %d %s", code, body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	px.restore()
+	s.waitReady(20 * time.Second)
+}
+
+// TestAMIDroppedMidCall: Asterisk drops the connection mid-call and events are lost while it is
+// down; the gateway reconnects, resyncs with CoreShowChannels, and the call still ends once,
+// answered by the right extension.
+func TestAMIDroppedMidCall(t *testing.T) {
+	s := newStack(t)
+	stop := s.start()
+	defer stop()
+	s.waitReady(10 * time.Second)
+	rec := load(t, "ringgroup-answered-by-second", 3002)
+	want := expected(t, s.cfg, []amisim.Scheduled{{Rec: rec}})
+	p := s.sim.NewPlayer(rec, 0)
+	cut := answeredAt(rec)
+	if err := p.Step(context.Background(), cut-3); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.sim.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.sim.DropConnections(); n == 0 {
+		t.Fatal("no connection to drop")
+	}
+	// These events (the answer) go to nobody: the gateway learns of them from CoreShowChannels.
+	if err := p.Step(context.Background(), 6); err != nil {
+		t.Fatal(err)
+	}
+	s.waitReady(10 * time.Second)
+	if err := p.Rest(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got := s.collect(1, 20*time.Second)
+	var ended []callevent.Event
+	for _, evs := range got {
+		for _, e := range evs {
+			if e.Kind == callevent.Ended {
+				ended = append(ended, e)
+			}
+		}
+	}
+	if len(ended) != 1 {
+		t.Fatalf("%d ended events", len(ended))
+	}
+	for _, w := range want {
+		e := ended[0]
+		if e.AnsweredBy != w.AnsweredBy || e.Disposition != w.Disposition || e.External != w.External ||
+			strings.Join(e.ExtensionsRang, ",") != strings.Join(w.ExtensionsRang, ",") {
+			t.Errorf("got %s\nwant %s", summary(e), summary(w))
+		}
+	}
+	if !strings.Contains(s.logs.String(), "resynced with CoreShowChannels") {
+		t.Error("no resync in the log")
+	}
+}

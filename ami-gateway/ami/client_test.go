@@ -192,7 +192,7 @@ func metric(t *testing.T, reg *prometheus.Registry, name, label string) float64 
 func TestClientWrongSecret(t *testing.T) {
 	t.Run("Dial fails fast and says so", func(t *testing.T) {
 		srv := newFakeAMI(t)
-		srv.authDelay = 50 * time.Millisecond
+		srv.set(func(s *fakeAMI) { s.authDelay = 50 * time.Millisecond })
 		cfg, hook, _ := testConfig(srv)
 		cfg.Secret = "wrong-" + testSecret
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -217,7 +217,7 @@ func TestClientWrongSecret(t *testing.T) {
 	})
 	t.Run("background client reports it and retries with backoff", func(t *testing.T) {
 		srv := newFakeAMI(t)
-		srv.authDelay = 20 * time.Millisecond
+		srv.set(func(s *fakeAMI) { s.authDelay = 20 * time.Millisecond })
 		cfg, _, reg := testConfig(srv)
 		cfg.Secret = "wrong"
 		c, err := New(cfg)
@@ -257,7 +257,7 @@ func TestClientWrongSecret(t *testing.T) {
 
 func TestClientAlreadyAuthenticated(t *testing.T) {
 	srv := newFakeAMI(t)
-	srv.loginReply = "Response: Success\r\nMessage: Already authenticated\r\n\r\n"
+	srv.set(func(s *fakeAMI) { s.loginReply = "Response: Success\r\nMessage: Already authenticated\r\n\r\n" })
 	cfg, _, _ := testConfig(srv)
 	cfg.Auth = "plain"
 	c := dial(t, cfg)
@@ -360,7 +360,7 @@ func coreShowChannels(n int) func(fc *fakeConn, m *Message) bool {
 
 func TestClientActionList(t *testing.T) {
 	srv := newFakeAMI(t)
-	srv.handler = coreShowChannels(5)
+	srv.setHandler(coreShowChannels(5))
 	cfg, _, _ := testConfig(srv)
 	c := dial(t, cfg)
 	waitState(t, c, StateConnected)
@@ -412,7 +412,7 @@ func TestClientActionList(t *testing.T) {
 func TestClientConcurrentActions(t *testing.T) {
 	srv := newFakeAMI(t)
 	// Echo answers after a random delay, so replies come back out of order.
-	srv.handler = func(fc *fakeConn, m *Message) bool {
+	srv.setHandler(func(fc *fakeConn, m *Message) bool {
 		if m.Get("Action") != "Echo" {
 			return false
 		}
@@ -421,7 +421,7 @@ func TestClientConcurrentActions(t *testing.T) {
 			fc.send("Response: Success\r\n" + idLine(m) + "Value: " + m.Get("Value") + "\r\n\r\n")
 		}()
 		return true
-	}
+	})
 	cfg, _, reg := testConfig(srv)
 	c := dial(t, cfg)
 	const n = 200
@@ -499,7 +499,7 @@ func TestClientConcurrentActions(t *testing.T) {
 
 func TestClientPendingActionFailsOnDrop(t *testing.T) {
 	srv := newFakeAMI(t)
-	srv.handler = func(fc *fakeConn, m *Message) bool {
+	srv.setHandler(func(fc *fakeConn, m *Message) bool {
 		if m.Get("Action") != "Hang" {
 			return false
 		}
@@ -508,7 +508,7 @@ func TestClientPendingActionFailsOnDrop(t *testing.T) {
 			fc.c.Close()
 		}()
 		return true
-	}
+	})
 	cfg, _, _ := testConfig(srv)
 	c := dial(t, cfg)
 	_, err := c.Action(context.Background(), (&Message{}).Add("Action", "Hang"))
@@ -751,8 +751,8 @@ func TestRedacted(t *testing.T) {
 
 func TestClientLegacyCommandOutput(t *testing.T) {
 	srv := newFakeAMI(t)
-	srv.banner = "Asterisk Call Manager/2.10.6" // Asterisk 13
-	srv.handler = func(fc *fakeConn, m *Message) bool {
+	srv.set(func(s *fakeAMI) { s.banner = "Asterisk Call Manager/2.10.6" }) // Asterisk 13
+	srv.setHandler(func(fc *fakeConn, m *Message) bool {
 		if m.Get("Action") != "Command" {
 			return false
 		}
@@ -761,7 +761,7 @@ func TestClientLegacyCommandOutput(t *testing.T) {
 			"SIP/101-00000001     101@from-internal:1  Up      Dial(SIP/102)\n\n1 active channel\n--END COMMAND--\r\n\r\n" +
 			"Event: Newexten\r\nPrivilege: dialplan,all\r\n\r\n")
 		return true
-	}
+	})
 	cfg, _, _ := testConfig(srv)
 	cfg.Auth = "plain"
 	c := dial(t, cfg)

@@ -127,7 +127,10 @@ func idLine(m *Message) string {
 func (fc *fakeConn) serve() {
 	s := fc.srv
 	defer fc.c.Close()
-	if fc.send(s.banner+"\r\n") != nil {
+	s.mu.Lock()
+	banner, authDelay, loginReply := s.banner, s.authDelay, s.loginReply
+	s.mu.Unlock()
+	if fc.send(banner+"\r\n") != nil {
 		return
 	}
 	rd := NewReader(fc.c, ReaderOptions{})
@@ -157,13 +160,13 @@ func (fc *fakeConn) serve() {
 				ok = ok && m.Get("Secret") == secret
 			}
 			if !ok {
-				time.Sleep(s.authDelay)
+				time.Sleep(authDelay)
 				fc.send("Response: Error\r\n" + id + "Message: Authentication failed\r\n\r\n")
 				return
 			}
 			reply := "Response: Success\r\n" + id + "Message: Authentication accepted\r\n\r\n"
-			if s.loginReply != "" {
-				reply = s.loginReply
+			if loginReply != "" {
+				reply = loginReply
 			}
 			fc.send(reply)
 			fc.send("Event: FullyBooted\r\nPrivilege: system,all\r\nUptime: 538\r\nLastReload: 106\r\nStatus: Fully Booted\r\n\r\n")
@@ -185,6 +188,13 @@ func (fc *fakeConn) serve() {
 			fc.send("Response: Error\r\n" + id + "Message: Invalid/unknown command: " + m.Get("Action") + ". Use Action: ListCommands to show available commands.\r\n\r\n")
 		}
 	}
+}
+
+// set changes the server's settings under its lock.
+func (s *fakeAMI) set(f func(s *fakeAMI)) {
+	s.mu.Lock()
+	f(s)
+	s.mu.Unlock()
 }
 
 func (s *fakeAMI) setHandler(h func(fc *fakeConn, m *Message) bool) {

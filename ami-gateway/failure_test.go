@@ -80,6 +80,18 @@ func (p *proxy) restore() {
 	p.mu.Unlock()
 }
 
+// waitLog waits until the gateway's log holds a message n times.
+func (s *stack) waitLog(msg string, n int, d time.Duration) {
+	s.t.Helper()
+	deadline := time.Now().Add(d)
+	for strings.Count(s.logs.String(), `"msg":"`+msg+`"`) < n {
+		if time.Now().After(deadline) {
+			s.t.Fatalf("the gateway did not log %q %d times within %s", msg, n, d)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func load(t *testing.T, file string, n int) *amisim.Recording {
 	t.Helper()
 	raw, err := amisim.LoadRecording(filepath.Join(fixtures, "ami-asterisk22", file+".ami"))
@@ -146,6 +158,8 @@ func TestAMIDroppedMidCall(t *testing.T) {
 	if err := p.Step(context.Background(), 6); err != nil {
 		t.Fatal(err)
 	}
+	// Readiness alone may still be the old connection's: wait for the resync of the new one.
+	s.waitLog("resynced with CoreShowChannels", 2, 10*time.Second)
 	s.waitReady(10 * time.Second)
 	if err := p.Rest(context.Background()); err != nil {
 		t.Fatal(err)

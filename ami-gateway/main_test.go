@@ -157,6 +157,9 @@ func newStack(t *testing.T) *stack {
 	sim := amisim.New(amisim.Config{
 		Users:         map[string]amisim.User{"crm": {Secret: "crm-test-secret"}},
 		AuthFailDelay: 50 * time.Millisecond,
+		// Asterisk's 100 ms is for a healthy gateway; -race slows it several times over, and these
+		// tests cut connections on purpose, not by a slow reader (ami's tests cover that).
+		WriteTimeout: 2 * time.Second,
 	})
 	if err := sim.Listen("127.0.0.1:0"); err != nil {
 		t.Fatal(err)

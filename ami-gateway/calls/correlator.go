@@ -169,7 +169,9 @@ func (c *Correlator) channel(m *ami.Message, prefix string) *Channel {
 		if lid == "" || c.dead[uid] {
 			return nil
 		}
-		name := m.Get(prefix + "Channel")
+		// Long-lived state holds copies: a substring would keep the whole AMI packet alive.
+		uid, lid = strings.Clone(uid), strings.Clone(lid)
+		name := strings.Clone(m.Get(prefix + "Channel"))
 		class, num := c.cl.Channel(name)
 		ch = &Channel{
 			Uniqueid: uid,
@@ -177,8 +179,8 @@ func (c *Correlator) channel(m *ami.Message, prefix string) *Channel {
 			Linkedid: lid,
 			Class:    class,
 			Num:      num,
-			Context:  m.Get(prefix + "Context"),
-			Exten:    m.Get(prefix + "Exten"),
+			Context:  strings.Clone(m.Get(prefix + "Context")),
+			Exten:    strings.Clone(m.Get(prefix + "Exten")),
 			Created:  c.created(uid),
 		}
 		c.channels[uid] = ch
@@ -205,7 +207,7 @@ func (c *Correlator) channel(m *ami.Message, prefix string) *Channel {
 	}
 	if ch.CallerID == "" {
 		if cid := m.Get(prefix + "CallerIDNum"); cid != "" && cid != "<unknown>" {
-			ch.CallerID = cid
+			ch.CallerID = strings.Clone(cid)
 		}
 	}
 	call := c.calls[ch.Linkedid]
@@ -248,6 +250,7 @@ func (c *Correlator) restamp() {
 // move follows a channel whose Linkedid changed: Asterisk gives every channel in a bridge the
 // oldest Linkedid, so an attended transfer merges the consultation call into the customer's.
 func (c *Correlator) move(ch *Channel, lid string) {
+	lid = strings.Clone(lid)
 	from := c.calls[ch.Linkedid]
 	to := c.calls[lid]
 	if to == nil {
@@ -295,14 +298,14 @@ func (c *Correlator) varSet(m *ami.Message) {
 		if ch := c.channel(m, ""); ch != nil {
 			call := c.calls[ch.Linkedid]
 			if call.Recording == "" {
-				call.Recording = strings.TrimPrefix(m.Get("Value"), c.opt.MonitorDir)
+				call.Recording = strings.Clone(strings.TrimPrefix(m.Get("Value"), c.opt.MonitorDir))
 			}
 		}
 	case "CRM_CALL_ID":
 		if ch := c.channel(m, ""); ch != nil {
 			call := c.calls[ch.Linkedid]
 			if call.CRMCallID == "" {
-				call.CRMCallID = m.Get("Value")
+				call.CRMCallID = strings.Clone(m.Get("Value"))
 			}
 		}
 	}
@@ -372,7 +375,7 @@ func (c *Correlator) dialEnd(m *ami.Message) {
 	call := c.calls[dest.Linkedid]
 	status := m.Get("DialStatus")
 	if leg := call.Legs[dest.Uniqueid]; leg != nil && status != "" {
-		leg.Status = status
+		leg.Status = strings.Clone(status)
 	}
 	if status == "ANSWER" {
 		c.ringing(call, dest)
@@ -404,7 +407,7 @@ func (c *Correlator) bridgeEnter(m *ami.Message) {
 		m.Get("BridgeTechnology") == "holding_bridge":
 		ch.Bridge = "" // on hold or parked: connected to nobody
 	default:
-		ch.Bridge = m.Get("BridgeUniqueid")
+		ch.Bridge = strings.Clone(m.Get("BridgeUniqueid"))
 	}
 	call := c.calls[ch.Linkedid]
 	c.start(call, nil)
@@ -426,7 +429,7 @@ func (c *Correlator) blindTransfer(m *ami.Message) {
 		from = c.extOf(c.calls[who.Linkedid], who)
 	}
 	call.Transfers = append(call.Transfers, transfer{Transfer: callevent.Transfer{
-		Kind: callevent.Blind, From: from, To: m.Get("Extension"), At: c.clock.Now()}})
+		Kind: callevent.Blind, From: from, To: strings.Clone(m.Get("Extension")), At: c.clock.Now()}})
 	c.settle(call)
 }
 

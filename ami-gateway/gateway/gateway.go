@@ -41,7 +41,7 @@ type Publisher interface {
 
 // State is the live call store.
 type State interface {
-	Save(ctx context.Context, changed []*calls.Call, ended []string) error
+	Save(ctx context.Context, changed map[string][]byte, ended []string) error
 	Load(ctx context.Context) (loaded []*calls.Call, bad []error, err error)
 	Drop(ctx context.Context, id string) error
 }
@@ -82,8 +82,8 @@ type expectation struct {
 // savePoint is the state after one batch, to be written once its events are confirmed.
 type savePoint struct {
 	confirms []*bus.Confirmation
-	ids      []string // event ids, for the log when a publish fails
-	changed  []*calls.Call
+	ids      []string          // event ids, for the log when a publish fails
+	changed  map[string][]byte // saved form of each changed call, taken at the end of the batch
 	ended    []string
 }
 
@@ -188,7 +188,7 @@ func (g *Gateway) loop(ctx context.Context) error {
 	n := 0
 	flush := func() {
 		changed, ended := g.corr.TakeTouched()
-		pending.changed = snapshot(changed)
+		pending.changed = encode(changed, g.log)
 		pending.ended = ended
 		if len(pending.confirms) > 0 || len(pending.changed) > 0 || len(pending.ended) > 0 {
 			select {
@@ -316,38 +316,52 @@ func (g *Gateway) publish(ctx context.Context, pending *savePoint, events []call
 	}
 }
 
-// snapshot copies the calls, since the loop goes on changing them while the saver writes.
-func snapshot(changed []*calls.Call) []*calls.Call {
-	out := make([]*calls.Call, 0, len(changed))
+// encode takes the saved form of the changed calls now: the loop goes on changing them while the
+// saver waits for confirms.
+func encode(changed []*calls.Call, log logrus.FieldLogger) map[string][]byte {
+	out := make(map[string][]byte, len(changed))
 	for _, c := range changed {
 		b, err := calls.Encode(c)
 		if err != nil {
+			log.WithError(err).WithField("call_id", c.ID).Error("cannot encode a call in progress")
 			continue
 		}
-		if cp, err := calls.Decode(b); err == nil {
-			out = append(out, cp)
-		}
+		out[c.ID] = b
 	}
 	return out
 }
 
-// saver writes each batch's state once the batch's events are confirmed, in batch order.
+// saver writes the batches' state once their events are confirmed, in batch order. When it falls
+// behind (Redis slower than the PBX) it merges the waiting batches into one write: only the
+// latest state of a call matters, and every event before it is confirmed by then.
 func (g *Gateway) saver(ctx context.Context) {
 	for sp := range g.saves {
-		for i, conf := range sp.confirms {
-			err := conf.Wait(context.Background())
-			switch {
-			case errors.Is(err, bus.ErrUnroutable):
-				// Nobody consumes this PBX's calls yet (no connector queue bound): nothing to
-				// retry; the event is in the log for support.
-				g.met.unroutable.Inc()
-				g.log.WithField("event_id", sp.ids[i]).Warn("call event unroutable: no queue is bound to the calls exchange for it")
-			case err != nil:
-				g.log.WithError(err).WithField("event_id", sp.ids[i]).Error("call event not confirmed by RabbitMQ")
+		merged := savePoint{changed: map[string][]byte{}}
+		merge := func(sp savePoint) {
+			g.confirmed(sp)
+			for id, b := range sp.changed {
+				merged.changed[id] = b
+			}
+			for _, id := range sp.ended {
+				delete(merged.changed, id)
+				merged.ended = append(merged.ended, id)
+			}
+		}
+		merge(sp)
+	more:
+		for len(merged.changed) < 5000 {
+			select {
+			case next, ok := <-g.saves:
+				if !ok {
+					break more
+				}
+				merge(next)
+			default:
+				break more
 			}
 		}
 		for attempt := 0; ; attempt++ {
-			err := g.state.Save(context.Background(), sp.changed, sp.ended)
+			err := g.state.Save(context.Background(), merged.changed, merged.ended)
 			g.setStateErr(err)
 			if err == nil {
 				break
@@ -358,6 +372,22 @@ func (g *Gateway) saver(ctx context.Context) {
 				return
 			}
 			time.Sleep(backoff(attempt))
+		}
+	}
+}
+
+// confirmed waits for the confirms of a batch's events.
+func (g *Gateway) confirmed(sp savePoint) {
+	for i, conf := range sp.confirms {
+		err := conf.Wait(context.Background())
+		switch {
+		case errors.Is(err, bus.ErrUnroutable):
+			// Nobody consumes this PBX's calls yet (no connector queue bound): nothing to
+			// retry; the event is in the log for support.
+			g.met.unroutable.Inc()
+			g.log.WithField("event_id", sp.ids[i]).Warn("call event unroutable: no queue is bound to the calls exchange for it")
+		case err != nil:
+			g.log.WithError(err).WithField("event_id", sp.ids[i]).Error("call event not confirmed by RabbitMQ")
 		}
 	}
 }

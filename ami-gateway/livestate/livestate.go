@@ -29,20 +29,17 @@ func New(rdb redis.Cmdable, pbx string) *Store {
 // Key is the Redis hash the store uses.
 func (s *Store) Key() string { return s.key }
 
-// Save writes the changed calls and deletes the ended ones, atomically.
-func (s *Store) Save(ctx context.Context, changed []*calls.Call, ended []string) error {
+// Save writes the changed calls (their saved form, by call id) and deletes the ended ones,
+// atomically.
+func (s *Store) Save(ctx context.Context, changed map[string][]byte, ended []string) error {
 	if len(changed) == 0 && len(ended) == 0 {
 		return nil
 	}
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		if len(changed) > 0 {
 			vals := make([]any, 0, 2*len(changed))
-			for _, call := range changed {
-				b, err := calls.Encode(call)
-				if err != nil {
-					return fmt.Errorf("encode call %s: %w", call.ID, err)
-				}
-				vals = append(vals, call.ID, b)
+			for id, b := range changed {
+				vals = append(vals, id, b)
 			}
 			p.HSet(ctx, s.key, vals...)
 		}

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -11,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ringbridge/ringbridge/internal/callevent"
+	"github.com/ringbridge/ringbridge/internal/config"
 	"github.com/ringbridge/ringbridge/testsystem/amisim"
 )
 
@@ -185,5 +188,60 @@ func TestAMIDroppedMidCall(t *testing.T) {
 	}
 	if !strings.Contains(s.logs.String(), "resynced with CoreShowChannels") {
 		t.Error("no resync in the log")
+	}
+}
+
+// TestRecord: `ami-gateway record` saves the raw stream as the PBX sent it, and the recording
+// replays to the same calls.
+func TestRecord(t *testing.T) {
+	s := newStack(t)
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	if err := config.Save(path, s.cfg); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "pbx.ami")
+	done := make(chan int, 1)
+	var stdout, stderr syncBuffer
+	go func() {
+		done <- run([]string{"record", "--config", path, "--out", out, "--for", "3s"}, nil, &stdout, &stderr)
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.sim.WaitSessions(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	rec := load(t, "blind-transfer", 3003)
+	want := expected(t, s.cfg, []amisim.Scheduled{{Rec: rec}})
+	if err := s.sim.Play(ctx, rec, 0); err != nil {
+		t.Fatal(err)
+	}
+	if code := <-done; code != 0 {
+		t.Fatalf("record exit %d: %s", code, stderr.String())
+	}
+	raw, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(raw), "Asterisk Call Manager/") {
+		t.Errorf("the recording does not start with the banner: %q", raw[:min(len(raw), 60)])
+	}
+	if strings.Contains(string(raw), "crm-test-secret") {
+		t.Error("the secret is in the recording")
+	}
+	var replayed, errb bytes.Buffer
+	if code := run([]string{"replay", "--config", path, out}, nil, &replayed, &errb); code != 0 {
+		t.Fatalf("replay exit %d: %s", code, errb.String())
+	}
+	got := map[string][]callevent.Event{}
+	for _, line := range strings.Split(strings.TrimSpace(replayed.String()), "\n") {
+		e, err := callevent.Unmarshal([]byte(line))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[e.CallID] = append(got[e.CallID], *e)
+	}
+	check(t, got, want)
+	if !strings.Contains(stdout.String(), "recorded") {
+		t.Errorf("stdout: %q", stdout.String())
 	}
 }

@@ -280,8 +280,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		}
 		r = r.WithContext(context.WithValue(r.Context(), userKey{}, user))
 	}
-	h, pattern := s.mux.Handler(r)
-	if pattern == "" {
+	if _, pattern := s.mux.Handler(r); pattern == "" {
 		status := http.StatusNotFound
 		for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPatch} {
 			probe := r.Clone(r.Context())
@@ -293,7 +292,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, httpProblem(status, defaultDetails[status]))
 		return
 	}
-	h.ServeHTTP(w, r)
+	s.mux.ServeHTTP(w, r) // not the Handler's h: only ServeHTTP sets path values
 }
 
 type userKey struct{}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -155,4 +156,19 @@ func (e *env) doAuth(method, path string, body any, auth string) reply {
 func num(v any) int {
 	f, _ := v.(float64)
 	return int(f)
+}
+
+type rawResp struct {
+	status int
+	body   []byte
+}
+
+func httpPostForm(u string, f url.Values) (rawResp, error) {
+	resp, err := http.PostForm(u, f)
+	if err != nil {
+		return rawResp{}, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return rawResp{resp.StatusCode, b}, err
 }

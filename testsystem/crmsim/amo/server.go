@@ -39,7 +39,7 @@ type Options struct {
 	// does: a replica still holding the old token gets 401.
 	KeepAccessTokenOnRefresh bool
 	RateLimit                RateLimit
-	// Now is the clock (token expiry, created_at); nil is time.Now.
+	// Now is the clock of token expiry and timestamps (not of the rate limit); nil is time.Now.
 	Now func() time.Time
 }
 
@@ -253,7 +253,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	q.Del(hostParam)
 	r.URL.RawQuery = q.Encode()
 	if strings.HasPrefix(r.URL.Path, "/api/") {
-		switch s.limiter.take(s.now()) {
+		switch s.limiter.take(time.Now()) { // wall time: the limit is about real request rates, not the test clock
 		case tooMany:
 			writeProblem(w, httpProblem(http.StatusTooManyRequests, defaultDetails[http.StatusTooManyRequests]))
 			return

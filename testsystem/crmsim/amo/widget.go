@@ -92,7 +92,7 @@ func (s *Server) DisposableToken(userID int, ttl time.Duration, opts ...TokenOpt
 	return signHS256(c, secret)
 }
 
-var b64 = base64.RawURLEncoding
+var b64 = base64.RawURLEncoding.Strict() // one encoding per signature: no malleable tokens
 
 func signHS256(claims any, secret string) string {
 	h, _ := json.Marshal(map[string]string{"typ": "JWT", "alg": "HS256"})

@@ -46,8 +46,11 @@ func SignedWith(secret string) TokenOption {
 // ForAccount makes a token of another account.
 func ForAccount(id int, subdomain string) TokenOption {
 	return func(c *DisposableClaims, _ *string) {
-		c.AccountID, c.Subdomain = id, subdomain
-		c.Iss = "https://" + subdomain + "." + strings.SplitN(strings.TrimPrefix(c.Iss, "https://"), ".", 2)[1]
+		domain := "amocrm.ru"
+		if _, d, ok := strings.Cut(strings.TrimPrefix(c.Iss, "https://"), "."); ok {
+			domain = d // keep the account's domain (amocrm.ru or kommo.com)
+		}
+		c.AccountID, c.Subdomain, c.Iss = id, subdomain, "https://"+subdomain+"."+domain
 	}
 }
 

@@ -38,8 +38,12 @@ type Request struct {
 	Params map[string]string `json:"params"`
 	// Body is the raw JSON body when there was one (secrets redacted), for requests whose
 	// structure matters more than flat keys.
-	Body   json.RawMessage `json:"body,omitempty"`
-	Status int             `json:"status"`
+	Body json.RawMessage `json:"body,omitempty"`
+	// Form is the urlencoded parameters as sent — the query string, then a form body, joined
+	// by "&" — with secrets redacted: Params loses their order, which can matter (a Bitrix24
+	// batch runs its commands in the order sent).
+	Form   string `json:"form,omitempty"`
+	Status int    `json:"status"`
 	// Response is what the simulator answered (JSON), so a test can see what ids it handed out.
 	Response json.RawMessage `json:"response,omitempty"`
 	// Fault names the injected fault that answered, if one did.
@@ -114,6 +118,7 @@ func (s *Sim) Wrap(api http.Handler, method MethodFunc, errBody ErrorFunc) http.
 		name := method(r)
 		entry := Request{Time: time.Now().UTC(), Method: name, HTTP: r.Method, Path: r.URL.Path}
 		entry.Params, entry.Body = s.params(r, body)
+		entry.Form = s.rawForm(r, body)
 		r.Body = io.NopCloser(bytes.NewReader(body))
 
 		if f := s.fault(name); f != nil {
@@ -211,6 +216,28 @@ func (s *Sim) params(r *http.Request, body []byte) (map[string]string, json.RawM
 		}
 	}
 	return out, nil
+}
+
+// rawForm joins the query string and a form body, redacting secret values.
+func (s *Sim) rawForm(r *http.Request, body []byte) string {
+	parts := []string{r.URL.RawQuery}
+	if strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded") {
+		parts = append(parts, string(body))
+	}
+	var out []string
+	for _, part := range parts {
+		for _, pair := range strings.Split(part, "&") {
+			if pair == "" {
+				continue
+			}
+			k, _, _ := strings.Cut(pair, "=")
+			if key, err := url.QueryUnescape(k); err == nil && s.secret(key) {
+				pair = k + "=" + url.QueryEscape("<secret>")
+			}
+			out = append(out, pair)
+		}
+	}
+	return strings.Join(out, "&")
 }
 
 func (s *Sim) secret(key string) bool {

@@ -47,6 +47,9 @@ func TestJournal(t *testing.T) {
 	if r := reqs[0]; r.Method != "telephony.externalcall.register" || r.Param("FIELDS[PHONE_NUMBER]") != "+79161234567" || r.Param("auth") != "<secret>" || r.Status != 200 {
 		t.Errorf("form request recorded as %+v", r)
 	}
+	if r := reqs[0]; r.Form != "FIELDS%5BPHONE_NUMBER%5D=%2B79161234567&auth=%3Csecret%3E" {
+		t.Errorf("raw form recorded as %q", r.Form)
+	}
 	if r := reqs[1]; r.Param("0.uniq") != "1.2" || r.Param("0.duration") != "12" || r.Param("0.access_token") != "<secret>" || strings.Contains(string(r.Body), "zzz") {
 		t.Errorf("json request recorded as %+v", r)
 	}

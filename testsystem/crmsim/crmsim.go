@@ -210,12 +210,73 @@ func (s *Sim) params(r *http.Request, body []byte) (map[string]string, json.RawM
 		var v any
 		if json.Unmarshal(body, &v) == nil {
 			flatten("", v, put)
-			v = s.redactJSON(v)
-			b, _ := json.Marshal(v)
-			return out, b
+			var b bytes.Buffer
+			dec := json.NewDecoder(bytes.NewReader(body))
+			dec.UseNumber()
+			if s.copyRedacted(dec, &b) != nil {
+				return out, nil
+			}
+			return out, b.Bytes()
 		}
 	}
 	return out, nil
+}
+
+// copyRedacted copies one JSON value with secret values replaced, keeping the body's key order
+// (a re-marshalled map would sort it, and order can matter to the simulated API).
+func (s *Sim) copyRedacted(dec *json.Decoder, b *bytes.Buffer) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	d, ok := tok.(json.Delim)
+	if !ok {
+		v, err := json.Marshal(tok)
+		b.Write(v)
+		return err
+	}
+	if d == '[' {
+		b.WriteByte('[')
+		for i := 0; dec.More(); i++ {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			if err := s.copyRedacted(dec, b); err != nil {
+				return err
+			}
+		}
+		_, err := dec.Token()
+		b.WriteByte(']')
+		return err
+	}
+	b.WriteByte('{')
+	for i := 0; dec.More(); i++ {
+		kt, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		k, _ := kt.(string)
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		kb, _ := json.Marshal(k)
+		b.Write(kb)
+		b.WriteByte(':')
+		if s.Secrets[strings.ToLower(k)] {
+			var skip json.RawMessage
+			if err := dec.Decode(&skip); err != nil {
+				return err
+			}
+			b.WriteString(`"<secret>"`)
+			continue
+		}
+		if err := s.copyRedacted(dec, b); err != nil {
+			return err
+		}
+	}
+	_, err = dec.Token()
+	b.WriteByte('}')
+	return err
 }
 
 // rawForm joins the query string and a form body, redacting secret values.
@@ -246,24 +307,6 @@ func (s *Sim) secret(key string) bool {
 		k = strings.TrimSuffix(k[i+1:], "]")
 	}
 	return s.Secrets[k]
-}
-
-func (s *Sim) redactJSON(v any) any {
-	switch x := v.(type) {
-	case map[string]any:
-		for k, e := range x {
-			if s.Secrets[strings.ToLower(k)] {
-				x[k] = "<secret>"
-			} else {
-				x[k] = s.redactJSON(e)
-			}
-		}
-	case []any:
-		for i := range x {
-			x[i] = s.redactJSON(x[i])
-		}
-	}
-	return v
 }
 
 // flatten writes a JSON value as path=value pairs: {"a":[{"b":1}]} gives a.0.b=1.

@@ -50,6 +50,9 @@ func TestJournal(t *testing.T) {
 	if r := reqs[0]; r.Form != "FIELDS%5BPHONE_NUMBER%5D=%2B79161234567&auth=%3Csecret%3E" {
 		t.Errorf("raw form recorded as %q", r.Form)
 	}
+	if r := reqs[1]; string(r.Body) != `[{"uniq":"1.2","duration":12,"access_token":"<secret>"}]` {
+		t.Errorf("JSON body recorded as %s (order and numbers kept, secret redacted)", r.Body)
+	}
 	if r := reqs[1]; r.Param("0.uniq") != "1.2" || r.Param("0.duration") != "12" || r.Param("0.access_token") != "<secret>" || strings.Contains(string(r.Body), "zzz") {
 		t.Errorf("json request recorded as %+v", r)
 	}

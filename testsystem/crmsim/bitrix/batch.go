@@ -123,8 +123,8 @@ func jsonDecoder(b []byte) *json.Decoder {
 // method, parameters, and the command's own result or error — so that a runner can compare the
 // commands a connector sent whether it sent them alone or coalesced. A sub-entry keeps the
 // batch's Seq and Time; its Path is the batch's with "#<key>"; a command not run because of halt
-// has Status 0 and Fault "batch halted". Commands of a form-encoded batch come in natural key
-// order (the journal keeps form keys unordered); a JSON batch keeps its own order.
+// has Status 0 and Fault "batch halted". Commands come in the order sent, which is the order
+// the portal ran them.
 func ExpandBatch(reqs []crmsim.Request) []crmsim.Request {
 	var out []crmsim.Request
 	for _, r := range reqs {
@@ -164,19 +164,22 @@ func ExpandBatch(reqs []crmsim.Request) []crmsim.Request {
 
 type batchCmd struct{ key, text string }
 
-// batchCommands reads cmd from a journaled batch: from the JSON body in order, else from the
-// cmd[key] parameters in natural key order.
+// batchCommands reads cmd from a journaled batch in the order sent: from the JSON body or the
+// raw urlencoded parameters (Request.Form); from Params in natural key order as a last resort.
 func batchCommands(r crmsim.Request) []batchCmd {
-	var cmds []batchCmd
+	var all *omap
 	if len(r.Body) > 0 {
-		if m, err := parseJSON(r.Body); err == nil {
-			if c, ok := m.vals["cmd"].(*omap); ok {
-				for _, k := range c.keys {
-					cmds = append(cmds, batchCmd{k, scalar(c.vals[k])})
-				}
-				return cmds
-			}
+		all, _ = parseJSON(r.Body)
+	}
+	if all == nil && r.Form != "" {
+		all = parseForm(r.Form)
+	}
+	var cmds []batchCmd
+	if c, ok := mustGet(params{all}, "cmd").(*omap); ok {
+		for _, k := range c.keys {
+			cmds = append(cmds, batchCmd{k, scalar(c.vals[k])})
 		}
+		return cmds
 	}
 	for k, v := range r.Params {
 		if key, ok := strings.CutPrefix(k, "cmd["); ok && strings.HasSuffix(key, "]") {

@@ -193,7 +193,7 @@ func New(opts Options) *Server {
 		opts.HTTPClient = &http.Client{Timeout: 10 * time.Second}
 	}
 	s := &Server{
-		opts:      opts,
+		opts: opts,
 		// Parameters that carry secrets never reach the journal.
 		sim:       crmsim.New("auth", "access_token", "refresh_token", "client_secret", "code", "application_token", "token"),
 		publicURL: strings.TrimRight(opts.PublicURL, "/"),
@@ -569,3 +569,22 @@ func (s *Server) seeIDLocked(kind string, id int) {
 		s.nextID[kind] = id
 	}
 }
+
+// Requests is the journal after sequence number since (Journal().Requests).
+func (s *Server) Requests(since int) []crmsim.Request { return s.sim.Requests(since) }
+
+// Wait blocks until a journaled request satisfies pred (Journal().Wait).
+func (s *Server) Wait(ctx context.Context, pred func(crmsim.Request) bool) (crmsim.Request, error) {
+	r, err := s.sim.Wait(ctx, pred)
+	if err != nil {
+		return crmsim.Request{}, fmt.Errorf("bitrix: %w", err)
+	}
+	return r, nil
+}
+
+// AddFault injects a fault (Journal().AddFault); Method is the lower-case REST method name,
+// "oauth.token" for the OAuth server, or a prefix with "*".
+func (s *Server) AddFault(f crmsim.Fault) { s.sim.AddFault(f) }
+
+// ClearFaults removes every fault.
+func (s *Server) ClearFaults() { s.sim.ClearFaults() }

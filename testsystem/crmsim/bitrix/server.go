@@ -527,11 +527,11 @@ func (s *Server) baseURL(r *http.Request) string {
 	s.mu.Lock()
 	u := s.publicURL
 	s.mu.Unlock()
-	if u != "" || r == nil {
-		if u == "" {
-			return "http://localhost"
-		}
+	switch {
+	case u != "":
 		return u
+	case r == nil: // no request to learn the host from: call Start or SetPublicURL first
+		return "http://localhost"
 	}
 	scheme := "http"
 	if r.TLS != nil {

@@ -46,6 +46,15 @@ func (c *Config) Validate() error {
 	ps = append(ps, c.RabbitMQ.problems("rabbitmq")...)
 	ps = append(ps, c.Redis.problems("redis")...)
 	ps = append(ps, c.Log.problems("log")...)
+	switch c.CRM {
+	case "":
+	case "bitrix":
+		ps = append(ps, c.Bitrix.problems("bitrix")...)
+	case "amo":
+		ps = append(ps, c.Amo.problems("amo")...)
+	default:
+		ps.add("crm", "%q is not a CRM ringbridge connects to: write bitrix or amo", c.CRM)
+	}
 	for _, name := range sortedKeys(c.HTTP) {
 		ps = append(ps, c.HTTP[name].problems("http."+name)...)
 	}

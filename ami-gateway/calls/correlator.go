@@ -626,7 +626,7 @@ func (c *Correlator) start(call *Call, dest *Channel) {
 			call.Direction = callevent.Internal
 		case hasTrunk(call):
 			call.Direction = callevent.Outbound
-		case len(phoneDigits(first.Exten)) >= 7:
+		case isNumber(first.Exten) && len(first.Exten) >= 7: // dialled an outside number, no Dial yet
 			call.Direction = callevent.Outbound
 			call.External = c.cl.Number(first.Exten)
 		default:
@@ -655,13 +655,6 @@ func hasTrunk(call *Call) bool {
 		}
 	}
 	return false
-}
-
-func phoneDigits(s string) string {
-	if isNumber(s) {
-		return s
-	}
-	return ""
 }
 
 // settle recomputes who talks with the customer when the channel graph changed, and sends the
@@ -868,12 +861,7 @@ func (call *Call) disposition() callevent.Disposition {
 		want = Trunk
 	}
 	n, busy, failed := 0, 0, 0
-	keys := make([]string, 0, len(call.Legs))
-	for k := range call.Legs {
-		keys = append(keys, k)
-	}
-	for _, k := range keys {
-		leg := call.Legs[k]
+	for _, leg := range call.Legs {
 		if leg.Class != want || (call.Direction == callevent.Internal && leg.Num == call.CallerExt) {
 			continue
 		}

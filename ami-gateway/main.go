@@ -28,6 +28,8 @@ commands:
                   save the raw AMI stream of the configured PBX, for a bug report
   migrate-config [--in-place] [--dry-run] FILE
                   bring a config file to this build's schema
+  healthcheck [--ready] [--config FILE]
+                  exit 0 when the running service answers /healthz (or /readyz): the image's HEALTHCHECK
   version         print the version
 `
 
@@ -51,6 +53,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return runRecord(ctx, args[1:], stdout, stderr)
 	case "migrate-config":
 		return config.RunMigrateCLI(args[1:], stdout, stderr)
+	case "healthcheck":
+		return runHealthcheck(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, version)
 		return 0

@@ -423,6 +423,19 @@ func TestServiceWrongSecret(t *testing.T) {
 	if strings.Contains(body, "crm-test-secret") || strings.Contains(s.logs.String(), "crm-test-secret") {
 		t.Fatal("the secret reached /readyz or the log")
 	}
+	// The image's HEALTHCHECK: alive, but not ready.
+	cfgPath := filepath.Join(t.TempDir(), "config.yaml")
+	if err := config.Save(cfgPath, s.cfg); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	if code := run([]string{"healthcheck", "--config", cfgPath}, nil, &out, &errb); code != 0 {
+		t.Errorf("healthcheck: exit %d: %s", code, errb.String())
+	}
+	errb.Reset()
+	if code := run([]string{"healthcheck", "--ready", "--config", cfgPath}, nil, &out, &errb); code != 1 || !strings.Contains(errb.String(), "wrong username or secret") {
+		t.Errorf("healthcheck --ready: exit %d: %s", code, errb.String())
+	}
 	logins := func() int {
 		n := 0
 		for _, a := range s.sim.Actions() {

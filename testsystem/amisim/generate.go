@@ -1,8 +1,8 @@
 package amisim
 
 import (
+	"crypto/sha256"
 	"fmt"
-	"hash/fnv"
 	"strconv"
 	"strings"
 	"sync"
@@ -265,14 +265,13 @@ func (c *call) newSuffix() string {
 	return s
 }
 
-// newBridgeID is a UUID-shaped id, unique per Generator and start time.
+// newBridgeID is a version-4-shaped UUID, unique per Generator and start time.
 func (c *call) newBridgeID() string {
 	c.gen.bridges++
-	h := fnv.New64a()
-	fmt.Fprintf(h, "%d/%d", c.start.UnixNano(), c.gen.bridges)
-	x := h.Sum64()
-	return fmt.Sprintf("%08x-%04x-4%03x-8%03x-%012x", uint32(x>>32), uint16(x>>16), uint16(x)&0xfff,
-		c.gen.bridges&0xfff, uint64(c.gen.bridges)<<16|x&0xffff)
+	h := sha256.Sum256([]byte(fmt.Sprintf("%d/%d", c.start.UnixNano(), c.gen.bridges)))
+	h[6] = h[6]&0x0f | 0x40
+	h[8] = h[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", h[0:4], h[4:6], h[6:8], h[8:10], h[10:16])
 }
 
 // alloc creates a channel; requestor (may be nil) passes on its Linkedid, as

@@ -443,7 +443,7 @@ func (p *parser) transfer(n *yaml.Node) *Transfer {
 
 func (p *parser) clickToCall(n *yaml.Node) *ClickToCall {
 	c := &ClickToCall{}
-	if n.Kind == yaml.ScalarNode && n.Tag == "!!bool" {
+	if n.Kind == yaml.ScalarNode && n.Tag != "!!null" {
 		if p.boolean(n, "click_to_call") {
 			return c
 		}

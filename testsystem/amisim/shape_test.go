@@ -254,8 +254,8 @@ func correlate(t *testing.T, pbx string, cls config.Classify, msgs []*ami.Messag
 // callSummary is the ended event's fields that must agree, with Uniqueids named by role.
 type callSummary struct {
 	Direction, External, Line, Extension, AnsweredBy, Disposition, Recording, CallID string
-	Rang, Transfers, Events                                                           string
-	Ring, Talk                                                                        int
+	Rang, Transfers, Events                                                          string
+	Ring, Talk                                                                       int
 }
 
 func summarize(t *testing.T, events []callevent.Event, s *shape) callSummary {

@@ -113,7 +113,9 @@ func TestParseScenarioDefaults(t *testing.T) {
 					q.Retry == 3*time.Second && q.MaxWait == 120*time.Second
 			}},
 		{"transfer defaults", minimalInbound + "answer: {after: 3s}\ntalk: 3s\ntransfer: {kind: attended, to: \"102\", after: 3s}\n",
-			func(sc *Scenario) bool { return sc.Transfer.Ring == 3*time.Second && sc.Transfer.Consult == 5*time.Second }},
+			func(sc *Scenario) bool {
+				return sc.Transfer.Ring == 3*time.Second && sc.Transfer.Consult == 5*time.Second
+			}},
 		{"click to call: yes", "direction: outbound\nfrom: \"101\"\nto: \"89161234567\"\nclick_to_call: yes\n",
 			func(sc *Scenario) bool {
 				c := sc.ClickToCall

@@ -54,6 +54,7 @@ func Defaults() *Config {
 		Redis:    Redis{Address: DefaultRedisAddress},
 		Log:      Log{Level: DefaultLogLevel, Format: DefaultLogFormat},
 		Bitrix:   Bitrix{Mode: "app"},
+		Amo:      DefaultAmo(),
 	}
 }
 

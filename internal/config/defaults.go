@@ -53,7 +53,7 @@ func Defaults() *Config {
 		RabbitMQ: RabbitMQ{URL: DefaultRabbitMQURL, Prefetch: DefaultRabbitMQPrefetch},
 		Redis:    Redis{Address: DefaultRedisAddress},
 		Log:      Log{Level: DefaultLogLevel, Format: DefaultLogFormat},
-		Bitrix:   Bitrix{Mode: "app"},
+		Bitrix:   DefaultBitrix(),
 		Amo:      DefaultAmo(),
 	}
 }

@@ -25,8 +25,19 @@
 // several calls on one timeline. Play and Player send a recording, paced or as fast as possible,
 // and can stop at a packet and resume (to kill the gateway mid-call).
 //
-// What it does not simulate: a dialplan or real channels (events come only from recordings,
-// hooks and Broadcast; actions other than the above have no effect on the channel set), write
-// permissions of actions, Command, Status and other list actions, eventfilter, TLS, HTTP/ARI,
-// authlimit, allowmultiplelogin=no, and `Response: Follows` (Asterisk <= 13).
+// Scenarios: a small YAML format (ParseScenario, LoadScenario; see Scenario and
+// ../README.md) describes a call — inbound, outbound or internal, the extensions that ring (one,
+// a ring group, a ringall queue with retries), who answers when (or busy, or the caller giving
+// up), talk time, blind/attended/redirect transfers, MixMonitor recording, click-to-call — and a
+// Generator turns it into the events Asterisk 20/22 sends for that call, as a Recording that
+// plays like a captured one. Two channel styles: StyleLocal, the Local-channel test PBX of
+// shared/fixtures/ami-asterisk22 (shape_test.go checks the generator against those recordings),
+// and StylePJSIP, a FreePBX-style PBX. GenerateOriginate makes the click-to-call of an Originate
+// action; ScenarioOriginate and Server.OriginateScenario answer Originate actions with it.
+//
+// What it does not simulate: a dialplan (a generated call follows its scenario, not
+// extensions.conf; events come only from recordings, scenarios, hooks and Broadcast; actions
+// other than the above have no effect on the channel set), write permissions of actions,
+// Command, Status and other list actions, eventfilter, TLS, HTTP/ARI, authlimit,
+// allowmultiplelogin=no, and `Response: Follows` (Asterisk <= 13).
 package amisim

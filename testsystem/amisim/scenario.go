@@ -82,7 +82,8 @@ type Scenario struct {
 	Answer      *Answer       // nil: nobody answers
 	// Busy: the (only) extension dialled, or the number dialled, is busy.
 	Busy bool
-	// CallerHangsUpAfter: the caller gives up this long after the start, while it rings.
+	// CallerHangsUpAfter: the caller gives up this long after the start (click-to-call: after
+	// the number is dialled), while it rings.
 	CallerHangsUpAfter time.Duration
 	// Talk is how long the answering party talks with the caller; after a transfer, how long
 	// the transfer target does.
@@ -107,8 +108,10 @@ type Queue struct {
 
 // Answer says who answers and when.
 type Answer struct {
-	By    string        // an extension that rings; outbound: the number (may be left empty)
-	After time.Duration // from the start of the call (queue: from joining the queue)
+	By string // an extension that rings; outbound: the number (may be left empty)
+	// After counts from the start of the call; in a click-to-call, from when the number is
+	// dialled (the phone's answer).
+	After time.Duration
 }
 
 // Transfer moves the answered call to another extension.

@@ -397,3 +397,70 @@ func TestGeneratorMatchesRealRecordings(t *testing.T) {
 		})
 	}
 }
+
+// TestShapeCatchesDifferences: the comparison is not blind — a missing ring, another hangup
+// cause, a lost Cdr or an extra bridge each show up.
+func TestShapeCatchesDifferences(t *testing.T) {
+	real, err := LoadRecording(filepath.Join(a22, "inbound-answered.ami"))
+	if err != nil {
+		t.Skipf("shared fixtures not available: %v", err)
+	}
+	edit := func(f func(m *ami.Message) *ami.Message) []*ami.Message {
+		var out []*ami.Message
+		for _, m := range real.Messages() {
+			if m = f(cloneMessage(m)); m != nil {
+				out = append(out, m)
+			}
+		}
+		return out
+	}
+	set := func(m *ami.Message, key, value string) {
+		for i := range m.Headers {
+			if m.Headers[i].Key == key {
+				m.Headers[i].Value = value
+			}
+		}
+	}
+	tests := []struct {
+		name string
+		edit func(m *ami.Message) *ami.Message
+		want string
+	}{
+		{"no DialState", func(m *ami.Message) *ami.Message {
+			if m.Event() == "DialState" {
+				return nil
+			}
+			return m
+		}, "ami Local/101@phones;1"},
+		{"another cause", func(m *ami.Message) *ami.Message {
+			if m.Event() == "Hangup" && strings.HasSuffix(m.Get("Channel"), ";2") {
+				set(m, "Cause", "17")
+			}
+			return m
+		}, "Hangup(17)"},
+		{"a Cdr lost", func(m *ami.Message) *ami.Message {
+			if m.Event() == "Cdr" && exactGet(m, "Disposition") == "ANSWERED" && exactGet(m, "DestinationChannel") != "" {
+				return nil
+			}
+			return m
+		}, "cdr Local/4951234567@from-trunk;2"},
+		{"no LINKEDID_END", func(m *ami.Message) *ami.Message {
+			if exactGet(m, "EventName") == "LINKEDID_END" {
+				return nil
+			}
+			return m
+		}, "LINKEDID_END events: real 1, gen 0"},
+	}
+	want := shapeOf(real.Messages())
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			diffs := strings.Join(want.diff(shapeOf(edit(tt.edit))), "\n")
+			if !strings.Contains(diffs, tt.want) {
+				t.Errorf("diff %q does not show %q", diffs, tt.want)
+			}
+		})
+	}
+	if d := want.diff(shapeOf(real.Messages())); len(d) != 0 {
+		t.Errorf("a recording differs from itself: %v", d)
+	}
+}

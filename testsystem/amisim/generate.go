@@ -449,7 +449,7 @@ func (ch *channel) leg(dest *channel) *cdrLeg {
 	return nil
 }
 
-// endLegs closes the answered Cdr legs of ch and of the channels it talks with.
+// endLeg closes ch's Cdr leg to dest when they stop talking.
 func (c *call) endLeg(ch, dest *channel) {
 	if leg := ch.leg(dest); leg != nil && !leg.ended {
 		leg.ended, leg.end = true, c.now
@@ -584,10 +584,10 @@ func (c *call) hangup(ch *channel, cause int) {
 	if ch.bridge != nil {
 		c.bridgeLeave(ch)
 	}
+	c.appEnd(ch) // a Dial cut short by the hangup ends before the channel does
 	m := c.chanEvent("Hangup", "call", ch)
 	m.Add("Cause", strconv.Itoa(cause)).Add("Cause-txt", causeText(cause))
 	c.emit(m)
-	c.appEnd(ch)
 	c.cel("HANGUP", ch, "", fmt.Sprintf(`{"hangupcause":%d,"hangupsource":"%s","dialstatus":"%s"}`, cause, ch.hangupSource, ch.dialStatus))
 	c.cel("CHAN_END", ch, "", "")
 	c.lids[ch.lid]--

@@ -333,13 +333,13 @@ func (c *Correlator) dialBegin(m *ami.Message) {
 		if call.External == "" || !call.Started {
 			call.External = c.dialledNumber(call, caller, dest, m)
 		}
-		if !isNumber(dest.Num) && dest.Num != "" && call.Line == "" && call.Placed {
-			call.Line = dest.Num
-		}
 	default:
 		return // a helper: the channels it dials next tell more
 	}
 	c.start(call, dest)
+	if dest.Class == Trunk && call.Placed && call.Line == "" && dest.Num != "" && !isNumber(dest.Num) {
+		call.Line = dest.Num // the trunk it went out through, when the rules name trunks
+	}
 	if dest.Class == Extension && !(call.Placed && dest.Uniqueid == call.First && !dest.Originated) {
 		call.addRang(c.extOf(call, dest))
 	}
@@ -606,15 +606,19 @@ func (c *Correlator) start(call *Call, dest *Channel) {
 		call.CRMCallID = exp.CRMCallID
 	}
 	if call.Placed {
+		// Asterisk originated the first channel: a click-to-call when that channel is the
+		// employee's phone, or a helper outside the employees' contexts that rings it. A helper in
+		// an employees' context stands for a phone placing an ordinary call (its CallerIDNum is
+		// the extension), whoever originated it.
+		call.ClickToCall = first.Originated && (first.Class == Extension || !c.cl.InternalContext(first.Context))
 		switch {
 		case first.Class == Extension:
 			call.CallerExt = c.extOf(call, first)
-		case first.Originated && dest != nil && dest.Class == Extension:
+		case call.ClickToCall && dest != nil && dest.Class == Extension:
 			call.CallerExt = c.extOf(call, dest)
 		default:
 			call.CallerExt = first.CallerID
 		}
-		call.ClickToCall = first.Originated
 		switch {
 		case call.ClickToCall && dest != nil && dest.Class == Extension && first.Class != Extension:
 			// An Originate through a helper to the employee's phone (Asterisk 13 style).

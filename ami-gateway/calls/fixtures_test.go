@@ -10,6 +10,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/ringbridge/ringbridge/ami-gateway/ami"
 	"github.com/ringbridge/ringbridge/internal/callevent"
 	"github.com/ringbridge/ringbridge/internal/config"
 )
@@ -283,5 +284,51 @@ func near(t *testing.T, field string, got, want int) {
 	t.Helper()
 	if got < want-1 || got > want+1 {
 		t.Errorf("%s = %d, want %d±1", field, got, want)
+	}
+}
+
+// TestOriginatedPhoneIsNotClickToCall: a recording's harness originates the calling phone (a
+// helper in from-internal). Whatever order Asterisk sends the Originate's DialBegin in, the call
+// stays what it is (internal, outbound), not a click-to-call.
+func TestOriginatedPhoneIsNotClickToCall(t *testing.T) {
+	dir := filepath.Join(fixtures, "ami-asterisk22")
+	pbx, cls := loadReplayConfig(t, filepath.Join(dir, "replay.yaml"))
+	cl, err := NewClassifier(cls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		file string
+		dir  callevent.Direction
+		ext  string
+	}{{"internal-call", callevent.Internal, "101"}, {"outbound-answered", callevent.Outbound, "101"}} {
+		t.Run(c.file, func(t *testing.T) {
+			msgs := readStream(t, filepath.Join(dir, c.file+".ami"))
+			// Move the DialBegin without a caller block right after the first Newchannel.
+			first, orig := -1, -1
+			for i, m := range msgs {
+				if first < 0 && m.Event() == "Newchannel" {
+					first = i
+				}
+				if orig < 0 && m.Event() == "DialBegin" && m.Get("Uniqueid") == "" {
+					orig = i
+				}
+			}
+			if first < 0 || orig < 0 {
+				t.Fatal("recording has no Newchannel or no originate DialBegin")
+			}
+			m := msgs[orig]
+			msgs = append(msgs[:orig], msgs[orig+1:]...)
+			msgs = append(msgs[:first+1], append([]*ami.Message{m}, msgs[first+1:]...)...)
+			corr := New(Options{PBX: pbx}, cl)
+			var events []callevent.Event
+			for _, m := range msgs {
+				events = append(events, corr.Handle(m)...)
+			}
+			e := only(t, events, callevent.Ended)
+			if e.Direction != c.dir || e.Extension != c.ext || len(e.ExtensionsRang) > 1 {
+				t.Errorf("ended: direction %s extension %s rang %v, want %s %s", e.Direction, e.Extension, e.ExtensionsRang, c.dir, c.ext)
+			}
+		})
 	}
 }

@@ -137,11 +137,10 @@ func expected(sc *Scenario, trunkLine string) callSummary {
 		w.External, w.Line = e164RU(sc.From), e164RU(sc.To)
 		w.Rang = strings.Join(ringers, ",")
 	case Outbound:
-		// Line: the correlator leaves it empty, even for a named trunk (it learns that the call is
-		// placed only after the trunk's DialBegin).
-		w.External, w.Extension = e164RU(sc.To), sc.From
+		// Line: the trunk it went out through, when the classification names trunks.
+		w.External, w.Extension, w.Line = e164RU(sc.To), sc.From, trunkLine
 		if sc.ClickToCall != nil {
-			w.Rang, w.Line = sc.From, trunkLine
+			w.Rang = sc.From
 		}
 	case Internal:
 		w.Extension, w.Rang = sc.From, strings.Join(ringers, ",")

@@ -17,6 +17,7 @@ const commands = `usage: testsystem COMMAND [flags]
 
 commands:
   amisim    serve AMI like an Asterisk PBX and play recorded or generated calls
+  watch     print the call events a PBX's gateway publishes, as they come
   help      print this help (testsystem COMMAND -h: a command's flags)
 `
 
@@ -34,6 +35,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "amisim":
 		return runAMISim(ctx, args[1:], stdout, stderr)
+	case "watch":
+		return runWatch(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, commands)
 		return 0

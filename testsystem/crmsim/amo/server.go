@@ -325,6 +325,9 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /api/v4/tasks", s.handleAddTasks)
 	m.HandleFunc("GET /api/v4/tasks", s.handleTasks)
 	m.HandleFunc("POST /api/v4/{entity}/notes", s.handleAddNotes)
+	for _, et := range taskEntityTypes {
+		m.HandleFunc("GET /api/v4/"+et+"/notes", s.handleNotes(et))
+	}
 	m.HandleFunc("POST /api/v2/events", s.handleEvents)
 	m.HandleFunc("POST /api/v2/events/{$}", s.handleEvents)
 }

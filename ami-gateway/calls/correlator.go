@@ -52,6 +52,8 @@ type Correlator struct {
 	// after its Hangup (stasis topics are not ordered), which must not bring it back to life.
 	dead     map[string]bool
 	deadList []tomb
+	// tentative lists calls with a held transfer (see transfer.Hold).
+	tentative map[string]int // call id -> AMI events seen since
 
 	open atomic.Int64 // len(calls), readable from other goroutines (metrics)
 
@@ -69,14 +71,15 @@ func New(opt Options, cl *Classifier) *Correlator {
 		opt.MonitorDir = DefaultMonitorDir
 	}
 	return &Correlator{
-		opt:      opt,
-		cl:       cl,
-		clock:    Clock{Location: opt.Location},
-		calls:    make(map[string]*Call),
-		channels: make(map[string]*Channel),
-		expect:   make(map[string]Expectation),
-		dead:     make(map[string]bool),
-		touched:  make(map[string]bool),
+		opt:       opt,
+		cl:        cl,
+		clock:     Clock{Location: opt.Location},
+		calls:     make(map[string]*Call),
+		channels:  make(map[string]*Channel),
+		expect:    make(map[string]Expectation),
+		dead:      make(map[string]bool),
+		tentative: make(map[string]int),
+		touched:   make(map[string]bool),
 	}
 }
 
@@ -147,13 +150,47 @@ func (c *Correlator) Handle(m *ami.Message) []callevent.Event {
 		if n := m.Get("EventName"); n == "BLINDTRANSFER" || n == "ATTENDEDTRANSFER" {
 			if call := c.calls[m.Get("LinkedID")]; call != nil {
 				if k := len(call.Transfers); k > 0 && !call.Transfers[k-1].Timed {
-					call.Transfers[k-1].At = c.clock.Now()
-					call.Transfers[k-1].Timed = true
+					t := &call.Transfers[k-1]
+					t.At, t.Timed = c.clock.Now(), true
+					if !t.Inferred {
+						t.Hold = false
+						c.sendTransfers(call)
+					}
 				}
 			}
 		}
 	}
+	if len(c.tentative) > 0 {
+		c.settleTentative()
+	}
 	return c.out
+}
+
+// tentativeEvents is how many channel snapshots of its own call an inferred transfer waits for an
+// AttendedTransfer event that would explain it (Asterisk sends it in the same burst as the bridge
+// change, usually as the call's next event).
+const tentativeEvents = 4
+
+// settleTentative sends inferred transfers once their call has had tentativeEvents more channel
+// snapshots, or a second of stream time has passed, without an AttendedTransfer event.
+func (c *Correlator) settleTentative() {
+	now := c.clock.Now()
+	for id, seen := range c.tentative {
+		call := c.calls[id]
+		if call == nil {
+			delete(c.tentative, id)
+			continue
+		}
+		n := len(call.Transfers)
+		if n == 0 || !call.Transfers[n-1].Hold {
+			delete(c.tentative, id)
+			continue
+		}
+		if seen >= tentativeEvents || now.Sub(call.Transfers[n-1].Noted) >= time.Second {
+			c.release(call)
+			delete(c.tentative, id)
+		}
+	}
 }
 
 // channel finds or creates the channel that the snapshot block with the given prefix ("" or
@@ -213,6 +250,9 @@ func (c *Correlator) channel(m *ami.Message, prefix string) *Channel {
 	call := c.calls[ch.Linkedid]
 	call.Seen = c.clock.Now()
 	c.touched[call.ID] = true
+	if n, ok := c.tentative[call.ID]; ok {
+		c.tentative[call.ID] = n + 1
+	}
 	return ch
 }
 
@@ -321,6 +361,8 @@ func (c *Correlator) dialBegin(m *ami.Message) {
 	dest.Dialled = true
 	if caller == nil {
 		dest.Originated = true
+	} else {
+		dest.DialedBy = caller.Name
 	}
 	if call.Legs == nil {
 		call.Legs = make(map[string]*Leg)
@@ -429,7 +471,9 @@ func (c *Correlator) blindTransfer(m *ami.Message) {
 		from = c.extOf(c.calls[who.Linkedid], who)
 	}
 	call.Transfers = append(call.Transfers, transfer{Transfer: callevent.Transfer{
-		Kind: callevent.Blind, From: from, To: strings.Clone(m.Get("Extension")), At: c.clock.Now()}})
+		Kind: callevent.Blind, From: from, To: strings.Clone(m.Get("Extension")), At: c.clock.Now()},
+		Hold: true, Noted: c.clock.Now()})
+	c.tentative[call.ID] = 0
 	c.settle(call)
 }
 
@@ -471,7 +515,7 @@ func (c *Correlator) attendedTransfer(m *ami.Message) {
 	// taken for a Redirect: it was this attended transfer.
 	if n := len(call.Transfers); n > 0 && call.Transfers[n-1].Inferred && !call.Transfers[n-1].Sent {
 		t := &call.Transfers[n-1]
-		t.Kind, t.Inferred = callevent.Attended, false
+		t.Kind, t.Inferred, t.Hold, t.At = callevent.Attended, false, false, c.clock.Now()
 		if from != "" {
 			t.From = from
 		}
@@ -694,7 +738,10 @@ func (c *Correlator) settle(call *Call) {
 			call.LastLeft = now
 		}
 		call.Talking = talking
-		return // a bridge change: let an AttendedTransfer that follows it settle the kind
+		// A transfer this bridge change shows goes out now when it is certain; an inferred one
+		// is held for an AttendedTransfer event that may follow.
+		c.sendTransfers(call)
+		return
 	}
 	c.sendTransfers(call)
 }
@@ -718,8 +765,42 @@ func (c *Correlator) transferTo(call *Call, ext string, now time.Time) {
 	if at.IsZero() {
 		at = now
 	}
-	call.Transfers = append(call.Transfers, transfer{Transfer: callevent.Transfer{
-		Kind: callevent.Blind, From: call.LastTalker, To: ext, At: at}, Inferred: true})
+	t := transfer{Transfer: callevent.Transfer{Kind: callevent.Blind, From: call.LastTalker, To: ext, At: at}}
+	if c.dialedByCustomer(call, ext) {
+		// The customer's own channel dialled the new talker (an AMI Redirect, a blind transfer
+		// without its event): certain at once.
+		call.Transfers = append(call.Transfers, t)
+		return
+	}
+	t.Inferred, t.Hold, t.Noted = true, true, now
+	call.Transfers = append(call.Transfers, t)
+	c.tentative[call.ID] = 0
+}
+
+// dialedByCustomer reports whether ext's channel was dialled by the customer's side of the call
+// (its first channel, the other half of that Local channel, or a trunk), rather than by an
+// employee's consultation call.
+func (c *Correlator) dialedByCustomer(call *Call, ext string) bool {
+	first := call.first()
+	for _, ch := range call.Channels {
+		if ch.Class != Extension || ch.DialedBy == "" || c.extOf(call, ch) != ext {
+			continue
+		}
+		if class, _ := c.cl.Channel(ch.DialedBy); class == Trunk {
+			return true
+		}
+		if first != nil {
+			if ch.DialedBy == first.Name {
+				return true
+			}
+			k1, ok1 := localKey(ch.DialedBy)
+			k2, ok2 := localKey(first.Name)
+			if ok1 && ok2 && k1 == k2 {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (c *Correlator) sendTransfers(call *Call) {
@@ -728,9 +809,20 @@ func (c *Correlator) sendTransfers(call *Call) {
 		if t.Sent {
 			continue
 		}
+		if t.Hold {
+			return // in order: nothing after a held transfer goes out before it
+		}
 		t.Sent = true
 		c.emit(call, callevent.Transferred, t.To, strconv.Itoa(i+1))
 	}
+}
+
+// release sends held transfers as they are.
+func (c *Correlator) release(call *Call) {
+	for i := range call.Transfers {
+		call.Transfers[i].Hold = false
+	}
+	c.sendTransfers(call)
 }
 
 // talkers lists the extensions that talk with the customer's side now, in a stable order.
@@ -844,7 +936,7 @@ func (c *Correlator) finish(call *Call) {
 	}
 	call.dirty = true
 	c.settle(call)
-	c.sendTransfers(call)
+	c.release(call)
 	call.Ended = true
 	c.emit(call, callevent.Ended, "", "")
 	delete(c.calls, call.ID)

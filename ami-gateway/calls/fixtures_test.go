@@ -178,8 +178,11 @@ func TestAsterisk22Fixtures(t *testing.T) {
 					eq(t, "transfer.from", x.From, wantBy)
 				}
 				eq(t, "transfer.to", x.To, tr.Transfer.To)
-				if len(filter(events, callevent.Transferred)) != 1 {
-					t.Errorf("want one transferred event, got %d", len(filter(events, callevent.Transferred)))
+				if tr := filter(events, callevent.Transferred); len(tr) != 1 {
+					t.Errorf("want one transferred event, got %d", len(tr))
+				} else if len(tr[0].Transfers) != 1 || tr[0].Transfers[0] != ended.Transfers[0] {
+					// Sent once it is certain: the same transfer, the same time, as in the record.
+					t.Errorf("transferred event says %+v, ended says %+v", tr[0].Transfers, ended.Transfers)
 				}
 			} else if len(ended.Transfers) != 0 {
 				t.Errorf("transfers %+v, want none", ended.Transfers)

@@ -60,7 +60,7 @@ func (c *Correlator) Resync(items []*ami.Message, now time.Time) []callevent.Eve
 		}
 		c.start(call, nil)
 		c.changed(call)
-		c.sendTransfers(call)
+		c.release(call)
 	}
 	c.open.Store(int64(len(c.calls)))
 	return c.out

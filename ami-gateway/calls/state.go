@@ -23,6 +23,7 @@ type Channel struct {
 	Dialled    bool   `json:"dialled,omitempty"`    // a Dial/Queue called it
 	Originated bool   `json:"originated,omitempty"` // dialled by Asterisk itself (Originate)
 	Rang       bool   `json:"rang,omitempty"`       // its ringing event was sent
+	DialedBy   string `json:"dialed_by,omitempty"`  // the channel whose Dial called it
 }
 
 // Leg is the outcome of one dialled extension or trunk channel.
@@ -41,6 +42,12 @@ type transfer struct {
 	Inferred bool `json:"inferred,omitempty"`
 	Sent     bool `json:"sent,omitempty"`
 	Timed    bool `json:"timed,omitempty"` // At comes from the transfer's own CEL event
+	// Hold keeps the transferred event back until the transfer is certain (an inferred one may
+	// turn out attended) and timed (a BlindTransfer event comes just before its CEL, whose time
+	// is the transfer's): settleTentative lifts it after a few events at most.
+	Hold bool `json:"hold,omitempty"`
+	// Noted is when an inferred transfer was noticed (stream time).
+	Noted time.Time `json:"noted,omitempty"`
 }
 
 // Call is one call in progress, keyed by Asterisk's Linkedid.

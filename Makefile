@@ -1,7 +1,7 @@
-# ringbridge: the two commands a person needs. The real work is in .ci/run (tests) and, once
-# compose/ exists, docker compose (up).
+# ringbridge: the two commands a person needs. The real work is in .ci/run (tests) and
+# compose/up-local.sh (up).
 
-.PHONY: test ci up
+.PHONY: test ci up images
 
 # Every test, against the RabbitMQ and Redis already running (bash .ci/run starts them).
 test:
@@ -11,6 +11,10 @@ test:
 ci:
 	bash .ci/run
 
-# Bring ringbridge up on this machine.
+# Bring ringbridge up on this machine, with the testsystem's simulated PBX (Ctrl-C stops it).
 up:
-	@echo "make up: not yet: see issue 8 (the compose files and images come with it)"; exit 1
+	bash compose/up-local.sh
+
+# The service images, FROM scratch, on the local Docker Engine.
+images:
+	bash compose/build-images.sh

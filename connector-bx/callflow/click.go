@@ -1,0 +1,163 @@
+package callflow
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/ringbridge/ringbridge/connector-bx/bitrix"
+	"github.com/ringbridge/ringbridge/internal/bus"
+	"github.com/ringbridge/ringbridge/internal/command"
+	"github.com/ringbridge/ringbridge/internal/phone"
+)
+
+// Click is a click-to-call as ONEXTERNALCALLSTART tells it: Bitrix24 registered the call already
+// (CallID) for the user who clicked; the PBX must ring that user's phone, then the number.
+type Click struct {
+	CallID    string    `json:"call_id"`
+	UserID    int       `json:"user_id"`
+	Number    string    `json:"number"`
+	Extension string    `json:"extension,omitempty"`
+	At        time.Time `json:"at"`
+}
+
+// Originator sends the originate command to the PBX's gateway and waits for its reply.
+type Originator interface {
+	Originate(ctx context.Context, req command.Originate) (command.OriginateReply, error)
+}
+
+// BusOriginator is the Originator over RabbitMQ RPC: routing key originate.<pbx> on the commands
+// exchange.
+type BusOriginator struct {
+	Bus *bus.Bus
+	PBX string
+}
+
+// Originate calls the gateway.
+func (o BusOriginator) Originate(ctx context.Context, req command.Originate) (command.OriginateReply, error) {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return command.OriginateReply{}, err
+	}
+	out, err := o.Bus.Call(ctx, bus.ExchangeCommands, command.OriginateKey(o.PBX), body)
+	if err != nil {
+		return command.OriginateReply{}, err
+	}
+	var rep command.OriginateReply
+	if err := json.Unmarshal(out, &rep); err != nil {
+		return command.OriginateReply{}, fmt.Errorf("the gateway's reply is not JSON: %w", err)
+	}
+	return rep, nil
+}
+
+func (f *Flow) clickKey(callID string) string   { return f.prefix + ":click:" + callID }
+func (f *Flow) crmDoneKey(callID string) string { return f.prefix + ":crmcall:" + callID + ":finished" }
+
+// clickTTL keeps a click as long as a call's state.
+const clickTTL = 24 * time.Hour
+
+// StartClick records a click. new is false when the same CALL_ID was clicked before (the event
+// came twice): nothing is to be done then. The employee's extension is looked up here, so the
+// caller can answer Bitrix24 at once and ring the phone in the background (RunClick).
+func (f *Flow) StartClick(ctx context.Context, cl Click) (Click, bool, error) {
+	if cl.CallID == "" || cl.UserID <= 0 {
+		return cl, false, fmt.Errorf("click-to-call: CALL_ID %q and USER_ID %d: both are needed", cl.CallID, cl.UserID)
+	}
+	if cl.At.IsZero() {
+		cl.At = f.now()
+	}
+	if ext, ok, err := f.users.Extension(ctx, cl.UserID); err != nil {
+		return cl, false, fmt.Errorf("click-to-call: looking up the extension of user %d: %w", cl.UserID, err)
+	} else if ok {
+		cl.Extension = ext
+	}
+	b, _ := json.Marshal(cl)
+	fresh, err := f.st.Client().SetNX(ctx, f.clickKey(cl.CallID), b, clickTTL).Result()
+	if err != nil {
+		return cl, false, fmt.Errorf("click-to-call: recording the click: %w", err)
+	}
+	return cl, fresh, nil
+}
+
+// click reads a recorded click.
+func (f *Flow) click(ctx context.Context, callID string) (Click, bool, error) {
+	var cl Click
+	found, err := f.st.GetJSON(ctx, f.clickKey(callID), &cl)
+	return cl, found, err
+}
+
+// RunClick rings the employee through the gateway. When the gateway cannot ring the phone at
+// all (no extension, the gateway down, Asterisk refused), no call event will ever come, so the
+// call Bitrix24 registered is finished here; otherwise the call's events finish it.
+func (f *Flow) RunClick(ctx context.Context, cl Click, orig Originator, ringTimeout time.Duration) {
+	log := f.log.WithFields(logrus.Fields{"crm_call_id": cl.CallID, "user_id": cl.UserID, "extension": cl.Extension})
+	if cl.Extension == "" {
+		f.m.clicks.WithLabelValues("no-extension").Inc()
+		log.Warn("click-to-call: the user has no extension: set the Internal phone (UF_PHONE_INNER) in the user's Bitrix24 profile, or map it in bitrix.users")
+		f.finishClick(ctx, cl, bitrix.StatusNotFound, fmt.Sprintf("user %d has no PBX extension", cl.UserID), log)
+		return
+	}
+	number := phone.Digits(cl.Number)
+	req := command.Originate{RequestID: "bitrix-" + cl.CallID, CRMCallID: cl.CallID, Extension: cl.Extension,
+		Number: number, TimeoutSeconds: int(ringTimeout / time.Second)}
+	if err := req.Validate(); err != nil {
+		f.m.clicks.WithLabelValues("rejected").Inc()
+		log.WithError(err).Warn("click-to-call: cannot ring this")
+		f.finishClick(ctx, cl, bitrix.StatusNotFound, err.Error(), log)
+		return
+	}
+	rctx, cancel := context.WithTimeout(ctx, ringTimeout+30*time.Second)
+	defer cancel()
+	rep, err := orig.Originate(rctx, req)
+	if err != nil {
+		f.m.clicks.WithLabelValues("gateway-error").Inc()
+		log.WithError(err).Error("click-to-call: the PBX gateway did not take the call")
+		f.finishClick(ctx, cl, bitrix.StatusNoRoute, "the PBX gateway did not answer", log)
+		return
+	}
+	f.m.clicks.WithLabelValues(string(rep.Result)).Inc()
+	log = log.WithFields(logrus.Fields{"result": rep.Result, "call_id": rep.CallID})
+	switch rep.Result {
+	case command.ResultAnswered, command.ResultNoAnswer, command.ResultBusy, command.ResultDuplicate:
+		log.Info("click-to-call: originated; the call's events finish it in Bitrix24")
+	case command.ResultRejected:
+		log.WithField("error", rep.Error).Warn("click-to-call: the gateway rejected the request")
+		f.finishClick(ctx, cl, bitrix.StatusNotFound, "rejected: "+rep.Error, log)
+	default:
+		log.WithField("error", rep.Error).Warn("click-to-call: Asterisk could not ring the employee's phone")
+		f.finishClick(ctx, cl, bitrix.StatusUnavailable, "the employee's phone could not be rung", log)
+	}
+}
+
+// finishClick finishes a click-to-call that never became a call, once.
+func (f *Flow) finishClick(ctx context.Context, cl Click, code, reason string, log *logrus.Entry) {
+	if done, err := f.crmFinished(ctx, cl.CallID); err == nil && done {
+		return
+	}
+	_, err := f.crm.Finish(ctx, bitrix.FinishRequest{CallID: cl.CallID, UserID: cl.UserID, StatusCode: code,
+		FailedReason: reason, AddToChat: f.cfg.Calls.Chat})
+	if err != nil && !bitrix.IsCallNotFound(err) {
+		log.WithError(err).Error("click-to-call: cannot finish the call in Bitrix24; it stays open there")
+		return
+	}
+	f.markCRMFinished(ctx, cl.CallID)
+	f.m.finished.WithLabelValues(code).Inc()
+	log.WithField("status", code).Info("click-to-call finished in Bitrix24 without a call")
+}
+
+func (f *Flow) crmFinished(ctx context.Context, callID string) (bool, error) {
+	n, err := f.st.Client().Exists(ctx, f.crmDoneKey(callID)).Result()
+	if err != nil {
+		return false, fmt.Errorf("click-to-call state: %w", err)
+	}
+	return n > 0, nil
+}
+
+func (f *Flow) markCRMFinished(ctx context.Context, callID string) {
+	if err := f.st.Client().Set(ctx, f.crmDoneKey(callID), f.now().UTC().Format(time.RFC3339), clickTTL).Err(); err != nil {
+		f.log.WithError(err).WithField("crm_call_id", callID).Warn("cannot record the finished click-to-call")
+	}
+}

@@ -587,3 +587,68 @@ func (c *Client) Users(ctx context.Context) ([]User, error) {
 	}
 	return users, nil
 }
+
+// FoundNote is a call note found by its uniq.
+type FoundNote struct {
+	ID         int
+	EntityType string
+	EntityID   int
+}
+
+// maxNotePages bounds the search of FindCallNote per entity type: a busy account logs a few
+// thousand calls a day, and the search looks back to the call's start only.
+const maxNotePages = 20
+
+// ErrSearchTooLong: the call notes since the call are too many to search.
+var ErrSearchTooLong = errors.New("too many call notes since the call to search them all")
+
+// FindCallNote looks for the call_in/call_out note amoCRM made for the call with uniq, among
+// notes updated since since (leads, then contacts, then companies). It is how the connector learns
+// whether a call whose request got no answer was logged: amoCRM's uniq does not deduplicate, so
+// the call must not be sent again if it was.
+func (c *Client) FindCallNote(ctx context.Context, uniq string, since time.Time) (FoundNote, bool, error) {
+	for _, et := range []string{"leads", "contacts", "companies"} {
+		route := "GET /api/v4/" + et + "/notes"
+		for page := 1; ; page++ {
+			if page > maxNotePages {
+				return FoundNote{}, false, fmt.Errorf("amo %s: %w", route, ErrSearchTooLong)
+			}
+			q := url.Values{
+				"filter[note_type][]":      {"call_in", "call_out"},
+				"filter[updated_at][from]": {strconv.FormatInt(since.Unix(), 10)},
+				"limit":                    {"250"},
+				"page":                     {strconv.Itoa(page)},
+			}
+			var out struct {
+				Links struct {
+					Next *struct{} `json:"next"`
+				} `json:"_links"`
+				Embedded struct {
+					Notes []struct {
+						ID       flexInt `json:"id"`
+						EntityID flexInt `json:"entity_id"`
+						Params   struct {
+							Uniq flexString `json:"uniq"`
+						} `json:"params"`
+					} `json:"notes"`
+				} `json:"_embedded"`
+			}
+			status, err := c.do(ctx, request{method: http.MethodGet, path: "/api/v4/" + et + "/notes", query: q, out: &out, route: route})
+			if err != nil {
+				return FoundNote{}, false, err
+			}
+			if status == http.StatusNoContent {
+				break
+			}
+			for _, n := range out.Embedded.Notes {
+				if string(n.Params.Uniq) == uniq && uniq != "" {
+					return FoundNote{ID: int(n.ID), EntityType: et, EntityID: int(n.EntityID)}, true, nil
+				}
+			}
+			if out.Links.Next == nil || len(out.Embedded.Notes) == 0 {
+				break
+			}
+		}
+	}
+	return FoundNote{}, false, nil
+}

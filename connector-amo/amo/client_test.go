@@ -219,7 +219,7 @@ func TestAddCall(t *testing.T) {
 			answers:   []answer{{429, problemJSON, problemBody(429, "Too Many Requests", "Too many requests"), nil}, {429, problemJSON, problemBody(429, "Too Many Requests", ""), map[string]string{"Retry-After": "2"}}, {200, halJSON, addedCall, nil}},
 			wantReqs:  3,
 			wantSleep: 2,
-			check: func(t *testing.T, _ AddedCall, _ error, _ *fakeTokens, _ *script) {},
+			check:     func(t *testing.T, _ AddedCall, _ error, _ *fakeTokens, _ *script) {},
 		},
 		{
 			name:      "error-429-exhausted",

@@ -26,6 +26,10 @@ type Bitrix struct {
 	// and its events (click-to-call). It must be reachable from the portal (a reverse proxy
 	// with HTTPS in front); the health server (http.connector-bx) stays private.
 	Listen string `yaml:"listen"`
+	// PublicURL is the address the portal reaches Listen at (https://connector.example.com). At
+	// install the connector binds the click-to-call event to <public_url>/bitrix/event; empty:
+	// bind it by hand (README).
+	PublicURL string `yaml:"public_url"`
 	// Rate is the portal's request-intensity limit, shared by every replica through Redis.
 	Rate BitrixRate `yaml:"rate"`
 	// Workers is how many call events are handled at once; while Bitrix24 throttles, the
@@ -163,7 +167,7 @@ func DefaultBitrix() Bitrix {
 	return Bitrix{
 		Mode:         "app",
 		App:          BitrixApp{OAuthServer: "https://oauth.bitrix.info"},
-		Listen:       ":8080",
+		Listen:       ":8102",
 		Rate:         BitrixRate{PerSecond: 2, Burst: 50, MaxPause: 30 * time.Second},
 		Workers:      64,
 		Users:        []BitrixUser{},
@@ -213,7 +217,12 @@ func (b Bitrix) problems(p string) Problems {
 	default:
 		ps.add(p+".mode", "%q is not a mode: write app (a local application, recommended) or webhook", b.Mode)
 	}
-	checkHostPort(&ps, p+".listen", b.Listen, 8080, true)
+	checkHostPort(&ps, p+".listen", b.Listen, 8102, true)
+	if b.PublicURL != "" {
+		if u, err := url.Parse(b.PublicURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			ps.add(p+".public_url", "%q is not a URL: write the address Bitrix24 reaches this connector at, e.g. https://connector.example.com", b.PublicURL)
+		}
+	}
 	if b.Rate.PerSecond < 1 || b.Rate.PerSecond > 1000 {
 		ps.add(p+".rate.per_second", "%d is out of range: write 2 (cloud plans) or 5 (Enterprise)", b.Rate.PerSecond)
 	}

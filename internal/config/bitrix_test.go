@@ -58,6 +58,7 @@ func TestBitrixProblems(t *testing.T) {
 		{name: "recordings-relative", add: "  recordings: {folder: rec}\n",
 			want: []string{`bitrix.recordings.folder: "rec" is not an absolute path`}},
 		{name: "listen", add: "  listen: '8080'\n", want: []string{`bitrix.listen: "8080" has no host`}},
+		{name: "public-url", add: "  public_url: connector.example.com\n", want: []string{`bitrix.public_url: "connector.example.com" is not a URL`}},
 		{name: "refresh-too-often", add: "  users_refresh: 5s\n", want: []string{"bitrix.users_refresh: 5s is too often"}},
 		{name: "ring-timeout", add: "  click_to_call: {ring_timeout: 1s}\n", want: []string{"bitrix.click_to_call.ring_timeout: 1s is out of range"}},
 	}

@@ -112,3 +112,14 @@ func (c *Client) CheckApplicationToken(ctx context.Context, token string, webhoo
 	}
 	return subtle.ConstantTimeCompare([]byte(want), []byte(token)) == 1, nil
 }
+
+// BindEvent asks the portal to post event (ONEXTERNALCALLSTART…) to handler. A local application
+// gets its events only this way; binding twice is not an error.
+func (c *Client) BindEvent(ctx context.Context, event, handler string) error {
+	_, err := c.Call(ctx, "event.bind", url.Values{"event": {event}, "handler": {handler}})
+	var e *Error
+	if errors.As(err, &e) && strings.Contains(strings.ToLower(e.Description), "already bind") {
+		return nil // "Handler already binded"
+	}
+	return err
+}

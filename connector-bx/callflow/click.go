@@ -59,20 +59,15 @@ func (f *Flow) crmDoneKey(callID string) string { return f.prefix + ":crmcall:" 
 // clickTTL keeps a click as long as a call's state.
 const clickTTL = 24 * time.Hour
 
-// StartClick records a click. new is false when the same CALL_ID was clicked before (the event
-// came twice): nothing is to be done then. The employee's extension is looked up here, so the
-// caller can answer Bitrix24 at once and ring the phone in the background (RunClick).
+// StartClick records a click: one Redis command, so the caller answers Bitrix24 at once and rings
+// the phone in the background (RunClick). new is false when the same CALL_ID was clicked before
+// (the event came twice): nothing is to be done then.
 func (f *Flow) StartClick(ctx context.Context, cl Click) (Click, bool, error) {
 	if cl.CallID == "" || cl.UserID <= 0 {
 		return cl, false, fmt.Errorf("click-to-call: CALL_ID %q and USER_ID %d: both are needed", cl.CallID, cl.UserID)
 	}
 	if cl.At.IsZero() {
 		cl.At = f.now()
-	}
-	if ext, ok, err := f.users.Extension(ctx, cl.UserID); err != nil {
-		return cl, false, fmt.Errorf("click-to-call: looking up the extension of user %d: %w", cl.UserID, err)
-	} else if ok {
-		cl.Extension = ext
 	}
 	b, _ := json.Marshal(cl)
 	fresh, err := f.st.Client().SetNX(ctx, f.clickKey(cl.CallID), b, clickTTL).Result()
@@ -93,6 +88,14 @@ func (f *Flow) click(ctx context.Context, callID string) (Click, bool, error) {
 // all (no extension, the gateway down, Asterisk refused), no call event will ever come, so the
 // call Bitrix24 registered is finished here; otherwise the call's events finish it.
 func (f *Flow) RunClick(ctx context.Context, cl Click, orig Originator, ringTimeout time.Duration) {
+	if cl.Extension == "" {
+		ext, ok, err := f.users.Extension(ctx, cl.UserID)
+		if err != nil {
+			f.log.WithError(err).WithField("crm_call_id", cl.CallID).Warn("click-to-call: cannot read the user directory")
+		} else if ok {
+			cl.Extension = ext
+		}
+	}
 	log := f.log.WithFields(logrus.Fields{"crm_call_id": cl.CallID, "user_id": cl.UserID, "extension": cl.Extension})
 	if cl.Extension == "" {
 		f.m.clicks.WithLabelValues("no-extension").Inc()

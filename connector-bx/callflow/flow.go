@@ -495,6 +495,10 @@ func (c *callTx) finishUser(ctx context.Context) (int, error) {
 }
 
 func (f *Flow) errNoUser(ev *callevent.Event) error {
+	if ev.Extension == "" && len(ev.ExtensionsRang) == 0 && ev.AnsweredBy == "" {
+		return permanentf{fmt.Sprintf("call %s from %s reached no extension (it ended in the IVR or a queue before any phone rang) "+
+			"and bitrix.missed.default_user_id is not set: set it to record such calls in Bitrix24 as missed, then requeue the message", ev.CallID, ev.External)}
+	}
 	return permanentf{fmt.Sprintf("call %s: none of its extensions (%s %v) has a Bitrix24 user and bitrix.missed.default_user_id is not set: "+
 		"set the Internal phone of the users in Bitrix24 or map the extensions in bitrix.users, then requeue the message", ev.CallID, ev.Extension, ev.ExtensionsRang)}
 }

@@ -362,3 +362,66 @@ func TestClickToCall(t *testing.T) {
 		})
 	}
 }
+
+// TestOverlappingCallsSameNumbers: two calls from the same number on the same line to the same
+// extension at the same time get two CALL_IDs and are finished each (b24-rest-docs #175, §3.4 #1).
+func TestOverlappingCallsSameNumbers(t *testing.T) {
+	h := newHarness(t, bxsim.Options{NoRateLimit: true}, nil)
+	r := h.replica()
+	a := fixtureEvents(t, "inbound-answered")
+	b := fixtureEvents(t, "inbound-answered")
+	for _, ev := range b {
+		ev.CallID = "1795634813.99"
+		ev.ID = callevent.EventID(ev.PBX, ev.CallID, ev.Kind, ev.Extension)
+	}
+	var seq []*callevent.Event
+	for i := range a {
+		seq = append(seq, a[i], b[i])
+	}
+	handleAll(t, r.flow, seq)
+	calls := h.sim.Calls()
+	if len(calls) != 2 || calls[0].CallID == calls[1].CallID {
+		t.Fatalf("%d calls: %+v", len(calls), calls)
+	}
+	for _, c := range calls {
+		if c.Finish == nil || c.Finish.StatusCode != "200" {
+			t.Errorf("call %s not finished: %+v", c.CallID, c.Finish)
+		}
+	}
+	for _, q := range h.sim.Requests(0) {
+		if q.Status != 200 {
+			t.Errorf("request %s answered %d: %s", q.Method, q.Status, q.Response)
+		}
+	}
+}
+
+// TestCallThatReachedNoExtension: a caller who hangs up in the IVR: with a default user the call
+// is recorded as missed for them; without one it is parked with what to set (§3.4 #12).
+func TestCallThatReachedNoExtension(t *testing.T) {
+	ivr := func() []*callevent.Event {
+		evs := fixtureEvents(t, "inbound-missed")
+		end := evs[len(evs)-1]
+		end.Extension, end.ExtensionsRang = "", nil
+		return []*callevent.Event{evs[0], end}
+	}
+	t.Run("default-user", func(t *testing.T) {
+		h := newHarness(t, bxsim.Options{NoRateLimit: true}, func(c *config.Bitrix) { c.Missed.DefaultUserID = 4 })
+		handleAll(t, h.replica().flow, ivr())
+		equalLines(t, h.journal(), []string{
+			"register user=4 type=2 phone=+79031112233 line=+74951234567 ext=1795634836.8 show=0",
+			"finish user=4 status=304 duration=0",
+		})
+	})
+	t.Run("no-default-user", func(t *testing.T) {
+		h := newHarness(t, bxsim.Options{NoRateLimit: true}, nil)
+		r := h.replica()
+		evs := ivr()
+		if err := deliver(t, r.flow, evs[0]); err != nil {
+			t.Fatal(err)
+		}
+		err := deliver(t, r.flow, evs[1])
+		if !bus.IsPermanent(err) || !strings.Contains(err.Error(), "reached no extension") || !strings.Contains(err.Error(), "bitrix.missed.default_user_id") {
+			t.Fatalf("err %v", err)
+		}
+	})
+}

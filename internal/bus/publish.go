@@ -399,7 +399,13 @@ func (b *Bus) publishOnChannel(conn *amqp.Connection, lost <-chan struct{}) (chE
 	drainReturns := func() {
 		for {
 			select {
-			case r := <-returns:
+			case r, ok := <-returns:
+				if !ok {
+					// Closed with the channel (ch.Close below): a closed channel would
+					// answer at once forever.
+					returns = nil
+					return
+				}
 				onReturn(r)
 			default:
 				return
@@ -465,7 +471,11 @@ func (b *Bus) publishOnChannel(conn *amqp.Connection, lost <-chan struct{}) (chE
 				if !send(p) {
 					return
 				}
-			case r := <-returns:
+			case r, ok := <-returns:
+				if !ok {
+					returns = nil
+					continue
+				}
 				onReturn(r)
 			case c, ok := <-confirms:
 				if !ok {

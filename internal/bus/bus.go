@@ -364,7 +364,11 @@ loop:
 			}
 			cause = "connection lost: " + b.describe(causeErr)
 			break loop
-		case bl := <-blocked:
+		case bl, ok := <-blocked:
+			if !ok {
+				blocked = nil // closed with the connection; closed says why
+				continue
+			}
 			b.mu.Lock()
 			if bl.Active {
 				b.state.blocked = bl.Reason

@@ -142,8 +142,10 @@ func (b *Bus) Requeue(ctx context.Context, queue, messageID string) (int, error)
 				return err
 			}
 			select {
-			case r := <-returns:
-				return fmt.Errorf("queue %q: %w (%d %s)", queue, ErrUnroutable, r.ReplyCode, r.ReplyText)
+			case r, ok := <-returns:
+				if ok {
+					return fmt.Errorf("queue %q: %w (%d %s)", queue, ErrUnroutable, r.ReplyCode, r.ReplyText)
+				}
 			default:
 			}
 			if !acked {

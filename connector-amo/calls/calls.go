@@ -401,14 +401,16 @@ func (h *Handler) recordCall(s *State, added amo.AddedCall) {
 // unknownNumber handles a call whose number amoCRM found on no card, by amo.unknown_numbers.
 func (h *Handler) unknownNumber(ctx context.Context, ev *callevent.Event, call amo.Call, tx *callstate.Tx[State], log logrus.FieldLogger) error {
 	s := tx.State
-	mode := h.opt.Amo.UnknownNumbers
-	if mode == "unsorted" && ev.Direction != callevent.Inbound {
-		mode = "none" // Unsorted holds incoming requests; an outgoing call to a stranger makes none
-	}
-	if mode == "none" {
-		s.Skipped = "no contact or company has this number (amo.unknown_numbers: " + h.opt.Amo.UnknownNumbers + ")"
+	switch {
+	case h.opt.Amo.UnknownNumbers == "none":
+		s.Skipped = "no contact or company has this number (amo.unknown_numbers: none)"
+		return nil
+	case h.opt.Amo.UnknownNumbers == "unsorted" && ev.Direction != callevent.Inbound:
+		// Unsorted holds incoming requests; an outgoing call to a stranger makes none.
+		s.Skipped = "outgoing call to a number on no card: Unsorted takes incoming calls only (amo.unknown_numbers: contact would make a contact)"
 		return nil
 	}
+	mode := h.opt.Amo.UnknownNumbers
 	// One call at a time per number: two calls from a new number at once must not make two
 	// contacts. The call's lock is held already; the number's lock is always taken inside it.
 	key := h.opt.Prefix + ":phone:" + phoneKey(ev.External)

@@ -50,7 +50,7 @@ func (s *syncBuffer) String() string {
 
 // stack is one test's portal, broker queue, Redis database and connector config.
 type stack struct {
-	t     *testing.T
+	t     testing.TB
 	pbx   string
 	sim   *bxsim.Server
 	inst  bxsim.Install
@@ -61,7 +61,7 @@ type stack struct {
 	so    serviceOptions
 }
 
-func newStack(t *testing.T, simOpts bxsim.Options, mod func(*config.Config)) *stack {
+func newStack(t testing.TB, simOpts bxsim.Options, mod func(*config.Config)) *stack {
 	t.Helper()
 	if simOpts.Users == nil {
 		for i := 1; i <= 8; i++ {

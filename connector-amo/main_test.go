@@ -25,6 +25,7 @@ import (
 	"github.com/ringbridge/ringbridge/internal/config"
 	"github.com/ringbridge/ringbridge/internal/logging"
 	"github.com/ringbridge/ringbridge/internal/testenv"
+	"github.com/ringbridge/ringbridge/testsystem/crmsim"
 	amosim "github.com/ringbridge/ringbridge/testsystem/crmsim/amo"
 )
 
@@ -360,6 +361,33 @@ func TestService(t *testing.T) {
 		time.Sleep(300 * time.Millisecond)
 		if n := len(s.acct.Calls()); n != wantCalls || s.parked() != 0 {
 			t.Fatalf("%d calls, %d parked", n, s.parked())
+		}
+	})
+
+	t.Run("no-answer-retried-not-resent", func(t *testing.T) {
+		// amoCRM logs the call but its answer comes after the connector gave up: the message goes
+		// through the retry queue, and the retry finds the call instead of sending it again.
+		s := newStack(t, amosim.Options{}, nil)
+		r := s.start()
+		s.install(r)
+		s.acct.AddFault(crmsim.Fault{Method: "POST /api/v4/calls", Delay: 3 * s.cfg.Amo.RequestTimeout / 2, Count: 1})
+		rec := s.events()[5] // inbound-answered
+		s.publish(rec.Events...)
+		s.waitFor("the call handled", 30*time.Second, func() bool {
+			st, _, _ := r.svc.handler.States().Get(context.Background(), s.pbx, rec.Ended().CallID)
+			return st.Done
+		})
+		if n := len(s.acct.CallsByUniq(rec.Ended().CallID)); n != 1 {
+			t.Fatalf("%d calls, want 1", n)
+		}
+		sent := 0
+		for _, q := range s.acct.Requests(0) {
+			if q.Method == "POST /api/v4/calls" {
+				sent++
+			}
+		}
+		if sent != 1 || s.parked() != 0 {
+			t.Fatalf("the call was sent %d times, %d parked", sent, s.parked())
 		}
 	})
 

@@ -527,6 +527,11 @@ func (c *Client) noteAuth(err error) {
 			}
 		}
 	default:
+		// A method the webhook may call succeeding says nothing about register and finish: a
+		// WRONG_AUTH_TYPE stays until the configuration changes (a restart).
+		if prev := c.authErr.Load(); prev != nil && KindOf(*prev) == WrongAuthType {
+			return
+		}
 		if err == nil || KindOf(err) != Retry {
 			c.authErr.Store(nil)
 		}

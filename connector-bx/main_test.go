@@ -672,3 +672,45 @@ func TestServiceInstall(t *testing.T) {
 		}
 	}
 }
+
+// TestServiceRestarts: the connector stopped mid-call and another started, then RabbitMQ
+// restarted mid-call: every call registered once and finished once, none lost.
+func TestServiceRestarts(t *testing.T) {
+	s := newStack(t, bxsim.Options{}, nil)
+	first := s.start()
+	s.install(first)
+	a := s.events("ringgroup-answered-by-second")
+	b := s.events("queue-answered")
+	s.publish(a[:3]...) // started, ringing 101, ringing 102
+	waitFor(t, 20*time.Second, "both cards shown", func() bool { return len(s.commands("telephony.externalcall.show")) == 2 })
+	first.stop()
+	second := s.start()
+	s.publish(a[3:]...)
+	s.waitFinished(1, 30*time.Second)
+
+	s.publish(b[:2]...)
+	waitFor(t, 20*time.Second, "the second call registered", func() bool { return len(s.commands("telephony.externalcall.register")) == 2 })
+	testenv.RestartRabbit(t)
+	s.publish(b[2:]...)
+	s.publish(b...) // and everything again, as a gateway resending after the restart would
+	s.waitFinished(2, 60*time.Second)
+	time.Sleep(300 * time.Millisecond)
+	if n := len(s.commands("telephony.externalcall.register")); n != 2 {
+		t.Errorf("%d registers for 2 calls", n)
+	}
+	finishes := 0
+	for _, r := range s.commands("telephony.externalcall.finish") {
+		if r.Status == http.StatusOK {
+			finishes++
+		}
+	}
+	if finishes != 2 {
+		t.Errorf("%d finishes for 2 calls", finishes)
+	}
+	for _, c := range s.sim.Calls() {
+		if c.Finish == nil || c.Finish.UserID != 2 || c.Finish.StatusCode != "200" || len(c.ShownTo) != 0 {
+			t.Errorf("call %s: %+v shown to %v", c.ExternalCallID, c.Finish, c.ShownTo)
+		}
+	}
+	_ = second
+}

@@ -154,10 +154,14 @@ type BitrixRecords struct {
 	InlineMax int `yaml:"inline_max"`
 }
 
-// BitrixClick is click-to-call (ONEXTERNALCALLSTART).
+// BitrixClick is click-to-call (ONEXTERNALCALLSTART) and the CRM's callback forms
+// (ONEXTERNALCALLBACKSTART).
 type BitrixClick struct {
 	// RingTimeout is how long the employee's phone rings before the call is given up.
 	RingTimeout time.Duration `yaml:"ring_timeout"`
+	// CallbackUserID is the operator whose phone rings first for a filled callback form; 0: callback
+	// forms are not called back (they are logged).
+	CallbackUserID int `yaml:"callback_user_id"`
 }
 
 // DefaultBitrix is the bitrix section's defaults: the cloud's limits (2/s, burst 50), calls shown
@@ -297,6 +301,9 @@ func (b Bitrix) problems(p string) Problems {
 	}
 	if b.Recordings.InlineMax < 0 {
 		ps.add(p+".recordings.inline_max", "%d is negative: write a size in bytes, e.g. 8388608 (0: always use the upload URL)", b.Recordings.InlineMax)
+	}
+	if b.ClickToCall.CallbackUserID < 0 {
+		ps.add(p+".click_to_call.callback_user_id", "%d is negative: write the id of the operator who calls back, or 0 for none", b.ClickToCall.CallbackUserID)
 	}
 	if b.ClickToCall.RingTimeout < 5*time.Second || b.ClickToCall.RingTimeout > 5*time.Minute {
 		ps.add(p+".click_to_call.ring_timeout", "%s is out of range: write 5s to 5m, e.g. 30s", b.ClickToCall.RingTimeout)

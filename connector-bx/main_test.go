@@ -714,3 +714,63 @@ func TestServiceRestarts(t *testing.T) {
 	}
 	_ = second
 }
+
+// TestServiceCallbackForm: a filled CRM callback form → registered once as a callback (TYPE 4)
+// for the configured operator → an originate to the operator's phone → the call's events finish it.
+// Without an operator configured, the form is reported, not silently dropped.
+func TestServiceCallbackForm(t *testing.T) {
+	t.Run("operator-set", func(t *testing.T) {
+		s := newStack(t, bxsim.Options{}, func(c *config.Config) { c.Bitrix.ClickToCall.CallbackUserID = 2 })
+		g := s.gateway(command.ResultAnswered)
+		in := s.start()
+		s.install(in)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		err := s.sim.SendExternalCallbackStart(ctx, "http://"+in.handlers+"/bitrix/event",
+			bxsim.CallbackStartFields{PhoneNumber: "+79161112233", LineNumber: "+74951234567", Text: "Call me about the order"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var req command.Originate
+		select {
+		case req = <-g.got:
+		case <-ctx.Done():
+			t.Fatal("no originate")
+		}
+		calls := s.sim.Calls()
+		if len(calls) != 1 || calls[0].Type != 4 || calls[0].UserID != 2 || req.CRMCallID != calls[0].CallID || req.Extension != "102" {
+			t.Fatalf("calls %+v, originate %+v", calls, req)
+		}
+		evs := s.events("click-to-call-originate")
+		for _, ev := range evs {
+			ev.CRMCallID = req.CRMCallID
+			for _, p := range []*string{&ev.Extension, &ev.AnsweredBy} {
+				if *p == "101" {
+					*p = "102"
+				}
+			}
+			ev.ExtensionsRang = []string{"102"}
+		}
+		s.publish(evs...)
+		done := s.waitFinished(1, 30*time.Second)
+		if f := done[0].Finish; f.UserID != 2 || f.StatusCode != "200" {
+			t.Errorf("finish %+v", f)
+		}
+		if n := len(s.commands("telephony.externalcall.register")); n != 1 {
+			t.Errorf("%d registers", n)
+		}
+	})
+	t.Run("no-operator", func(t *testing.T) {
+		s := newStack(t, bxsim.Options{}, nil)
+		in := s.start()
+		s.install(in)
+		err := s.sim.SendExternalCallbackStart(context.Background(), "http://"+in.handlers+"/bitrix/event",
+			bxsim.CallbackStartFields{PhoneNumber: "+79161112233"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(s.logs.String(), "callback_user_id") || len(s.sim.Calls()) != 0 {
+			t.Errorf("not reported, or a call made: %d calls", len(s.sim.Calls()))
+		}
+	})
+}

@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/sirupsen/logrus"
 
 	"github.com/ringbridge/ringbridge/connector-bx/bitrix"
 	"github.com/ringbridge/ringbridge/internal/bus"
+	"github.com/ringbridge/ringbridge/internal/callevent"
 	"github.com/ringbridge/ringbridge/internal/command"
 	"github.com/ringbridge/ringbridge/internal/phone"
 )
@@ -163,4 +165,60 @@ func (f *Flow) markCRMFinished(ctx context.Context, callID string) {
 	if err := f.st.Client().Set(ctx, f.crmDoneKey(callID), f.now().UTC().Format(time.RFC3339), clickTTL).Err(); err != nil {
 		f.log.WithError(err).WithField("crm_call_id", callID).Warn("cannot record the finished click-to-call")
 	}
+}
+
+// Callback is a filled CRM callback form (ONEXTERNALCALLBACKSTART): no call exists yet; the
+// connector picks the operator, registers the call (TYPE 4) and rings the operator, then the
+// customer, like a click-to-call.
+type Callback struct {
+	Number        string
+	LineNumber    string
+	CRMEntityType string
+	CRMEntityID   int
+	// Stamp is the event's ts: with the number, it tells a repeated event from a new form.
+	Stamp string
+}
+
+// StartCallback records a callback form once (one Redis command, so the event is answered at
+// once); new is false for the same form posted again. The work is RunCallback's.
+func (f *Flow) StartCallback(ctx context.Context, cb Callback) (bool, error) {
+	if f.cfg.ClickToCall.CallbackUserID == 0 {
+		return false, fmt.Errorf("callback forms are not called back: set bitrix.click_to_call.callback_user_id to the operator who should call")
+	}
+	digits := phone.Digits(cb.Number)
+	if digits == "" {
+		return false, fmt.Errorf("callback form: data[PHONE_NUMBER] %q is not a phone number", cb.Number)
+	}
+	fresh, err := f.st.Client().SetNX(ctx, f.prefix+":callback:"+digits+":"+cb.Stamp, f.now().UTC().Format(time.RFC3339), clickTTL).Result()
+	if err != nil {
+		return false, fmt.Errorf("callback form: recording it: %w", err)
+	}
+	return fresh, nil
+}
+
+// RunCallback registers the callback for the operator and rings them, then the customer; the
+// call's events finish it (the CALL_ID rides on the originate as crm_call_id).
+func (f *Flow) RunCallback(ctx context.Context, cb Callback, orig Originator, ringTimeout time.Duration) {
+	user := f.cfg.ClickToCall.CallbackUserID
+	log := f.log.WithFields(logrus.Fields{"user_id": user, "callback": true})
+	lead, source := f.rules.Lead(&callevent.Event{Direction: callevent.Inbound, Line: cb.LineNumber})
+	reg, err := f.crm.Register(ctx, bitrix.RegisterRequest{
+		UserID: user, PhoneNumber: f.rules.Number(cb.Number), Type: bitrix.TypeCallback, StartedAt: f.now(),
+		CRMCreate: lead, CRMSource: source, CRMEntityType: cb.CRMEntityType, CRMEntityID: cb.CRMEntityID,
+		AddToChat: f.cfg.Calls.Chat, LineNumber: f.rules.Number(cb.LineNumber),
+		ExternalCallID: "callback-" + cb.Stamp + "-" + strings.TrimPrefix(phone.Digits(cb.Number), "+"),
+	})
+	if err != nil {
+		f.m.clicks.WithLabelValues("callback-register-failed").Inc()
+		log.WithError(err).Error("callback form: cannot register the call in Bitrix24; call the customer back by hand")
+		return
+	}
+	f.m.registered.Inc()
+	cl := Click{CallID: reg.CallID, UserID: user, Number: cb.Number, At: f.now()}
+	b, _ := json.Marshal(cl)
+	if err := f.st.Client().Set(ctx, f.clickKey(cl.CallID), b, clickTTL).Err(); err != nil {
+		log.WithError(err).Warn("callback form: cannot record the call")
+	}
+	log.WithField("crm_call_id", reg.CallID).Info("callback form: registered; ringing the operator")
+	f.RunClick(ctx, cl, orig, ringTimeout)
 }

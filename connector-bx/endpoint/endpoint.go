@@ -41,10 +41,12 @@ type Installer interface {
 	BindEvent(ctx context.Context, event, handler string) error
 }
 
-// Clicker runs click-to-call (callflow.Flow).
+// Clicker runs click-to-call and callback forms (callflow.Flow).
 type Clicker interface {
 	StartClick(ctx context.Context, cl callflow.Click) (callflow.Click, bool, error)
 	RunClick(ctx context.Context, cl callflow.Click, orig callflow.Originator, ringTimeout time.Duration)
+	StartCallback(ctx context.Context, cb callflow.Callback) (bool, error)
+	RunCallback(ctx context.Context, cb callflow.Callback, orig callflow.Originator, ringTimeout time.Duration)
 }
 
 // Options configure the server.
@@ -208,9 +210,7 @@ func (s *Server) event(c *gin.Context) {
 		s.events.WithLabelValues(ev, "ok").Inc()
 		c.JSON(http.StatusOK, gin.H{"result": "uninstalled"})
 	case EventCallbackStart:
-		s.events.WithLabelValues(ev, "unsupported").Inc()
-		s.log.WithField("phone", f.Get("data[PHONE_NUMBER]")).Error("a CRM callback form was filled, but callback forms (ONEXTERNALCALLBACKSTART) are not supported yet: call the customer back by hand")
-		c.JSON(http.StatusOK, gin.H{"result": "not supported"})
+		s.callbackStart(c, f)
 	default:
 		s.events.WithLabelValues("other", "ignored").Inc()
 		c.JSON(http.StatusOK, gin.H{"result": "ignored"})
@@ -239,6 +239,35 @@ func (s *Server) callStart(c *gin.Context, f url.Values) {
 		s.clicks.RunClick(s.bg, cl, s.orig, s.opt.RingTimeout)
 	}()
 	s.events.WithLabelValues(EventCallStart, "ok").Inc()
+	c.JSON(http.StatusOK, gin.H{"result": "ok"})
+}
+
+func (s *Server) callbackStart(c *gin.Context, f url.Values) {
+	cb, err := ParseCallback(f)
+	if err != nil {
+		s.fail(c, EventCallbackStart, http.StatusBadRequest, err.Error())
+		return
+	}
+	fresh, err := s.clicks.StartCallback(c.Request.Context(), cb)
+	if err != nil {
+		// Not the portal's fault: answered 200 so it is not counted as a failing handler, and
+		// logged loudly, because the customer waits for a call.
+		s.events.WithLabelValues(EventCallbackStart, "not-handled").Inc()
+		s.log.WithError(err).WithField("phone", cb.Number).Error("a CRM callback form was filled but is not called back: call the customer back by hand")
+		c.JSON(http.StatusOK, gin.H{"result": "not handled", "error": err.Error()})
+		return
+	}
+	if !fresh {
+		s.events.WithLabelValues(EventCallbackStart, "duplicate").Inc()
+		c.JSON(http.StatusOK, gin.H{"result": "duplicate"})
+		return
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.clicks.RunCallback(s.bg, cb, s.orig, s.opt.RingTimeout)
+	}()
+	s.events.WithLabelValues(EventCallbackStart, "ok").Inc()
 	c.JSON(http.StatusOK, gin.H{"result": "ok"})
 }
 

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/ringbridge/ringbridge/connector-bx/bitrix"
+	"github.com/ringbridge/ringbridge/connector-bx/callflow"
 )
 
 // Events the portal posts to the application, form-encoded with PHP keys (data[...], auth[...]),
@@ -162,4 +163,33 @@ func onlyDigits(s string) string {
 		}
 	}
 	return b.String()
+}
+
+// ParseCallback reads ONEXTERNALCALLBACKSTART's data (no CALL_ID, no USER_ID: a site visitor
+// filled a form).
+func ParseCallback(f url.Values) (callflow.Callback, error) {
+	var c callflow.Callback
+	var err error
+	if c.Number, err = field(f, "data[PHONE_NUMBER]"); err != nil {
+		return c, err
+	}
+	if digits := strings.TrimLeft(onlyDigits(c.Number), "+"); digits == "" || len(digits) > 32 {
+		return c, fmt.Errorf("data[PHONE_NUMBER] %q is not a phone number", c.Number)
+	}
+	if c.LineNumber, err = field(f, "data[LINE_NUMBER]"); err != nil {
+		return c, err
+	}
+	if c.CRMEntityType, err = field(f, "data[CRM_ENTITY_TYPE]"); err != nil {
+		return c, err
+	}
+	if c.CRMEntityID, err = intField(f, "data[CRM_ENTITY_ID]", false); err != nil {
+		return c, err
+	}
+	if c.Stamp, err = field(f, "ts"); err != nil {
+		return c, err
+	}
+	if strings.ContainsAny(c.Stamp, " \t\r\n:&?=#/") {
+		return c, fmt.Errorf("ts %q is not a time stamp", c.Stamp)
+	}
+	return c, nil
 }

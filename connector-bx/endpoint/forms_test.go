@@ -138,6 +138,11 @@ func FuzzEventForms(f *testing.F) {
 		} else if !strings.Contains(err.Error(), "auth[") {
 			t.Fatalf("error names no field: %v", err)
 		}
+		if cb, err := ParseCallback(form); err == nil {
+			if onlyDigits(cb.Number) == "" || strings.ContainsAny(cb.Stamp, ":/ ") {
+				t.Fatalf("accepted %+v", cb)
+			}
+		}
 		_ = EventName(form)
 	})
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/ringbridge/ringbridge/internal/callevent"
 	"github.com/ringbridge/ringbridge/internal/config"
+	"github.com/ringbridge/ringbridge/internal/testenv"
 	"github.com/ringbridge/ringbridge/testsystem/amisim"
 )
 
@@ -201,7 +202,7 @@ func TestRecord(t *testing.T) {
 	}
 	out := filepath.Join(t.TempDir(), "pbx.ami")
 	done := make(chan int, 1)
-	var stdout, stderr syncBuffer
+	var stdout, stderr testenv.Buffer
 	go func() {
 		done <- run([]string{"record", "--config", path, "--out", out, "--for", "3s"}, nil, &stdout, &stderr)
 	}()

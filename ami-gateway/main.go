@@ -13,6 +13,7 @@ import (
 
 	"github.com/ringbridge/ringbridge/ami-gateway/replay"
 	"github.com/ringbridge/ringbridge/internal/config"
+	"github.com/ringbridge/ringbridge/internal/health"
 )
 
 // version is stamped at build time: -ldflags "-X main.version=1.2.3".
@@ -54,7 +55,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	case "migrate-config":
 		return config.RunMigrateCLI(args[1:], stdout, stderr)
 	case "healthcheck":
-		return runHealthcheck(args[1:], stdout, stderr)
+		return health.RunCheck("ami-gateway", defaultListen, args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, version)
 		return 0

@@ -122,24 +122,7 @@ type stack struct {
 	cfg    *config.Config
 	b      *bus.Bus
 	events chan callevent.Event
-	logs   *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	logs   *testenv.Buffer
 }
 
 func freeAddr(t *testing.T) string {
@@ -191,7 +174,7 @@ func newStack(t *testing.T) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &stack{t: t, pbx: pbx, sim: sim, cfg: cfg, b: b, events: make(chan callevent.Event, 10000), logs: &syncBuffer{}}
+	s := &stack{t: t, pbx: pbx, sim: sim, cfg: cfg, b: b, events: make(chan callevent.Event, 10000), logs: &testenv.Buffer{}}
 	spec := bus.QueueSpec{Name: "test." + pbx + ".calls", Exchange: bus.ExchangeCalls, Keys: []string{"call." + pbx + ".*"}}
 	ctx, cancel := context.WithCancel(context.Background())
 	if err := b.DeclareQueue(ctx, spec); err != nil {

@@ -4,17 +4,14 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/ringbridge/ringbridge/internal/config"
+	"github.com/ringbridge/ringbridge/internal/health"
 )
 
 // version is stamped at build time: -ldflags "-X main.version=1.2.3".
@@ -50,7 +47,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "migrate-config":
 		return config.RunMigrateCLI(args[1:], stdout, stderr)
 	case "healthcheck":
-		return runHealthcheck(args[1:], stdout, stderr)
+		return health.RunCheck(serviceName, defaultListen, args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, version)
 		return 0
@@ -60,63 +57,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "connector-amo: unknown command %q\n%s", args[0], usage)
 	return 2
-}
-
-// configPath is the config file: --config, else $RINGBRIDGE_CONFIG, else the container's path.
-func configPath(flagValue string) string {
-	if flagValue != "" {
-		return flagValue
-	}
-	if p := os.Getenv("RINGBRIDGE_CONFIG"); p != "" {
-		return p
-	}
-	return "/etc/ringbridge/config.yaml"
-}
-
-// runHealthcheck asks the running service for /healthz (or /readyz): the image's HEALTHCHECK,
-// since an image FROM scratch has no curl.
-func runHealthcheck(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("healthcheck", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := fs.String("config", "", "config file (default $RINGBRIDGE_CONFIG or /etc/ringbridge/config.yaml)")
-	ready := fs.Bool("ready", false, "check /readyz (the service does its work) instead of /healthz (the process is alive)")
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	listen := defaultListen
-	if raw, err := os.ReadFile(configPath(*path)); err == nil {
-		if cfg, err := config.Decode(raw, os.Getenv); err == nil {
-			if h, ok := cfg.HTTP[serviceName]; ok && h.Listen != "" {
-				listen = h.Listen
-			}
-		}
-	}
-	host, port, err := net.SplitHostPort(listen)
-	if err != nil {
-		fmt.Fprintf(stderr, "healthcheck: listen address %q: %v\n", listen, err)
-		return 1
-	}
-	if host == "" || host == "0.0.0.0" || host == "::" {
-		host = "127.0.0.1"
-	}
-	endpoint := "/healthz"
-	if *ready {
-		endpoint = "/readyz"
-	}
-	client := &http.Client{Timeout: 3 * time.Second}
-	resp, err := client.Get("http://" + net.JoinHostPort(host, port) + endpoint)
-	if err != nil {
-		fmt.Fprintf(stderr, "healthcheck: %v\n", err)
-		return 1
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	if resp.StatusCode != http.StatusOK {
-		fmt.Fprintf(stderr, "healthcheck: %s %s\n", resp.Status, body)
-		return 1
-	}
-	fmt.Fprintf(stdout, "%s", body)
-	return 0
 }
 
 // lookupEnv is os.Getenv: the config's RINGBRIDGE_* overrides.

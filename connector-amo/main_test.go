@@ -29,23 +29,6 @@ import (
 	amosim "github.com/ringbridge/ringbridge/testsystem/crmsim/amo"
 )
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // stack is one test's amoCRM account, Redis database, broker queue and config.
 type stack struct {
 	t    *testing.T
@@ -54,7 +37,7 @@ type stack struct {
 	cfg  *config.Config
 	b    *bus.Bus // the test's own connection: publishes events, plays the gateway
 	spec bus.QueueSpec
-	logs *syncBuffer
+	logs *testenv.Buffer
 	recs string // recordings folder
 }
 
@@ -82,7 +65,7 @@ func newStack(t *testing.T, opts amosim.Options, edit func(*config.Config)) *sta
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &stack{t: t, pbx: pbx, acct: acct, cfg: cfg, b: b, logs: &syncBuffer{}, recs: recs,
+	s := &stack{t: t, pbx: pbx, acct: acct, cfg: cfg, b: b, logs: &testenv.Buffer{}, recs: recs,
 		spec: bus.QueueSpec{Name: "test." + pbx + ".connector-amo.calls", Exchange: bus.ExchangeCalls, Keys: []string{"call." + pbx + ".*"}}}
 	// The queue exists before anything is published, so nothing published before a connector
 	// starts is unroutable.

@@ -66,7 +66,7 @@ func runService(ctx context.Context, args []string, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	cfg, ok := loadConfig(configPath(*path), stderr)
+	cfg, ok := loadConfig(config.Path(*path), stderr)
 	if !ok {
 		return 1
 	}

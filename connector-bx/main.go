@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/ringbridge/ringbridge/internal/config"
+	"github.com/ringbridge/ringbridge/internal/health"
 )
 
 // version is stamped at build time: -ldflags "-X main.version=1.2.3".
@@ -46,7 +47,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "migrate-config":
 		return config.RunMigrateCLI(args[1:], stdout, stderr)
 	case "healthcheck":
-		return runHealthcheck(args[1:], stdout, stderr)
+		return health.RunCheck("connector-bx", defaultListen, args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, version)
 		return 0

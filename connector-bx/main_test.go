@@ -31,23 +31,6 @@ import (
 
 const fixtures = "../../shared/fixtures/ami-asterisk22"
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // stack is one test's portal, broker queue, Redis database and connector config.
 type stack struct {
 	t     testing.TB
@@ -57,7 +40,7 @@ type stack struct {
 	cfg   *config.Config
 	b     *bus.Bus
 	queue string
-	logs  *syncBuffer
+	logs  *testenv.Buffer
 	so    serviceOptions
 }
 
@@ -97,7 +80,7 @@ func newStack(t testing.TB, simOpts bxsim.Options, mod func(*config.Config)) *st
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &stack{t: t, pbx: pbx, sim: sim, inst: inst, cfg: cfg, b: b, queue: "test." + pbx + ".connector-bx", logs: &syncBuffer{}}
+	s := &stack{t: t, pbx: pbx, sim: sim, inst: inst, cfg: cfg, b: b, queue: "test." + pbx + ".connector-bx", logs: &testenv.Buffer{}}
 	s.so = serviceOptions{Queue: s.queue, BindingKeys: []string{"call." + pbx + ".*"},
 		RetryDelays: []time.Duration{100 * time.Millisecond, 200 * time.Millisecond}, Prefix: "test:" + pbx}
 	// Declared before any event is published, so none is unroutable.

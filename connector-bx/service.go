@@ -37,17 +37,6 @@ const (
 	keyPrefix  = "ringbridge:connector-bx"
 )
 
-// configPath is the config file: --config, else $RINGBRIDGE_CONFIG, else the container's path.
-func configPath(flagValue string) string {
-	if flagValue != "" {
-		return flagValue
-	}
-	if p := os.Getenv("RINGBRIDGE_CONFIG"); p != "" {
-		return p
-	}
-	return "/etc/ringbridge/config.yaml"
-}
-
 func loadConfig(path string, stderr io.Writer) (*config.Config, bool) {
 	cfg, err := config.Load(path, os.Getenv)
 	if err != nil {
@@ -68,7 +57,7 @@ func runService(ctx context.Context, args []string, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	cfg, ok := loadConfig(configPath(*path), stderr)
+	cfg, ok := loadConfig(config.Path(*path), stderr)
 	if !ok {
 		return 1
 	}
@@ -225,50 +214,4 @@ func serve(ctx context.Context, cfg *config.Config, log *logrus.Entry, redactor 
 		}
 	}
 	return result
-}
-
-// runHealthcheck asks the running service for /healthz (or /readyz): the image's HEALTHCHECK,
-// since an image FROM scratch has no curl.
-func runHealthcheck(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("healthcheck", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := fs.String("config", "", "config file (default $RINGBRIDGE_CONFIG or /etc/ringbridge/config.yaml)")
-	ready := fs.Bool("ready", false, "check /readyz (the service does its work) instead of /healthz (the process is alive)")
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	listen := defaultListen
-	if raw, err := os.ReadFile(configPath(*path)); err == nil {
-		if cfg, err := config.Decode(raw, os.Getenv); err == nil {
-			if h, ok := cfg.HTTP["connector-bx"]; ok && h.Listen != "" {
-				listen = h.Listen
-			}
-		}
-	}
-	host, port, err := net.SplitHostPort(listen)
-	if err != nil {
-		fmt.Fprintf(stderr, "healthcheck: listen address %q: %v\n", listen, err)
-		return 1
-	}
-	if host == "" || host == "0.0.0.0" || host == "::" {
-		host = "127.0.0.1"
-	}
-	endpointPath := "/healthz"
-	if *ready {
-		endpointPath = "/readyz"
-	}
-	client := &http.Client{Timeout: 3 * time.Second}
-	resp, err := client.Get("http://" + net.JoinHostPort(host, port) + endpointPath)
-	if err != nil {
-		fmt.Fprintf(stderr, "healthcheck: %v\n", err)
-		return 1
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	if resp.StatusCode != http.StatusOK {
-		fmt.Fprintf(stderr, "healthcheck: %s %s\n", resp.Status, body)
-		return 1
-	}
-	fmt.Fprintf(stdout, "%s", body)
-	return 0
 }

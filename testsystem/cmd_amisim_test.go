@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/ringbridge/ringbridge/internal/testenv"
+
 	"bufio"
 	"bytes"
 	"context"
@@ -9,7 +11,6 @@ import (
 	"os"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -72,31 +73,13 @@ func TestAMISimFlagErrors(t *testing.T) {
 	}
 }
 
-// syncBuffer is written by the command and read by the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestAMISimServesAndPlays runs the subcommand: a client logs in and receives the calls played
 // in a loop (a recording and the generated scenarios), with one line printed per call; the
 // command stops when its context ends (SIGINT).
 func TestAMISimServesAndPlays(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var out, errb syncBuffer
+	var out, errb testenv.Buffer
 	done := make(chan int, 1)
 	go func() {
 		done <- runAMISim(ctx, []string{"--listen", "127.0.0.1:0", "--secret", "s3", "--speed", "100", "--gap", "1s",

@@ -44,6 +44,7 @@ type Options struct {
 
 // New builds the gin engine.
 func New(opt Options, log logrus.FieldLogger) *gin.Engine {
+	gin.SetMode(gin.ReleaseMode) // no route dump on stdout: the logs are JSON lines
 	r := gin.New()
 	r.Use(gin.Recovery(), accessLog(log))
 	r.HandleMethodNotAllowed = true

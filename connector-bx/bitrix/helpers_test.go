@@ -1,10 +1,8 @@
 package bitrix
 
 import (
-	"bytes"
 	"context"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,24 +21,7 @@ type portal struct {
 	sim  *bxsim.Server
 	st   *store.Store
 	inst bxsim.Install
-	logs *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	logs *testenv.Buffer
 }
 
 func testUsers() []bxsim.User {
@@ -61,7 +42,7 @@ func newPortal(t *testing.T, opts bxsim.Options) *portal {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sim.Close() })
-	logs := &syncBuffer{}
+	logs := &testenv.Buffer{}
 	l := logrus.New()
 	l.SetOutput(logs)
 	st, err := store.New(context.Background(), testenv.RedisDB(t), logrus.NewEntry(l))

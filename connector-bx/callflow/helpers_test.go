@@ -12,7 +12,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -94,23 +93,6 @@ func simUsers() []bxsim.User {
 	return us
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // harness is a portal, a Redis database and the connector's pieces on them.
 type harness struct {
 	t      *testing.T
@@ -118,7 +100,7 @@ type harness struct {
 	st     *store.Store
 	inst   bxsim.Install
 	cfg    config.Bitrix
-	logs   *syncBuffer
+	logs   *testenv.Buffer
 	recDir string
 }
 
@@ -132,7 +114,7 @@ func newHarness(t *testing.T, simOpts bxsim.Options, mod func(*config.Bitrix)) *
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sim.Close() })
-	logs := &syncBuffer{}
+	logs := &testenv.Buffer{}
 	st, err := store.New(context.Background(), testenv.RedisDB(t), logger(logs))
 	if err != nil {
 		t.Fatal(err)
@@ -158,7 +140,7 @@ func newHarness(t *testing.T, simOpts bxsim.Options, mod func(*config.Bitrix)) *
 	return h
 }
 
-func logger(out *syncBuffer) *logrus.Entry {
+func logger(out *testenv.Buffer) *logrus.Entry {
 	l := logrus.New()
 	l.SetOutput(out)
 	l.SetLevel(logrus.DebugLevel)

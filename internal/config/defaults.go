@@ -50,11 +50,12 @@ func Defaults() *Config {
 			InternalContexts:  []string{"from-internal"},
 			Country:           DefaultCountry,
 		},
-		RabbitMQ: RabbitMQ{URL: DefaultRabbitMQURL, Prefetch: DefaultRabbitMQPrefetch},
-		Redis:    Redis{Address: DefaultRedisAddress},
-		Log:      Log{Level: DefaultLogLevel, Format: DefaultLogFormat},
-		Bitrix:   DefaultBitrix(),
-		Amo:      DefaultAmo(),
+		RabbitMQ:   RabbitMQ{URL: DefaultRabbitMQURL, Prefetch: DefaultRabbitMQPrefetch},
+		Redis:      Redis{Address: DefaultRedisAddress},
+		Log:        Log{Level: DefaultLogLevel, Format: DefaultLogFormat},
+		Bitrix:     DefaultBitrix(),
+		Amo:        DefaultAmo(),
+		Supervisor: DefaultSupervisor(),
 	}
 }
 

@@ -169,7 +169,7 @@ func TestLoadProblems(t *testing.T) {
 		{
 			name: "unknown top-level key without close match",
 			file: minimal + "zzz: 1\n",
-			want: []string{`zzz: unknown key (known here: ami, amo, bitrix, classify, crm, http, log, pbx, rabbitmq, redis, schema)`},
+			want: []string{`zzz: unknown key (known here: ami, amo, bitrix, classify, crm, http, log, pbx, rabbitmq, redis, schema, supervisor)`},
 		},
 		{
 			name: "invalid regexp",

@@ -22,9 +22,10 @@ type Config struct {
 	Log      Log             `yaml:"log"`
 	HTTP     map[string]HTTP `yaml:"http,omitempty"`
 	// CRM names the connector this install runs: bitrix, amo, or empty while none is set up.
-	CRM    string `yaml:"crm"`
-	Bitrix Bitrix `yaml:"bitrix"`
-	Amo    Amo    `yaml:"amo"`
+	CRM        string     `yaml:"crm"`
+	Bitrix     Bitrix     `yaml:"bitrix"`
+	Amo        Amo        `yaml:"amo"`
+	Supervisor Supervisor `yaml:"supervisor"`
 
 	// Source says where the values came from, for the startup log line; it is not part of the file.
 	Source Source `yaml:"-"`

@@ -46,6 +46,7 @@ func (c *Config) Validate() error {
 	ps = append(ps, c.RabbitMQ.problems("rabbitmq")...)
 	ps = append(ps, c.Redis.problems("redis")...)
 	ps = append(ps, c.Log.problems("log")...)
+	ps = append(ps, c.Supervisor.problems("supervisor")...)
 	switch c.CRM {
 	case "":
 	case "bitrix":

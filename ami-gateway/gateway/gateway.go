@@ -331,47 +331,74 @@ func encode(changed []*calls.Call, log logrus.FieldLogger) map[string][]byte {
 	return out
 }
 
-// saver writes the batches' state once their events are confirmed, in batch order. When it falls
-// behind (Redis slower than the PBX) it merges the waiting batches into one write: only the
-// latest state of a call matters, and every event before it is confirmed by then.
+// saver writes the batches' state once their events are confirmed, in batch order. It merges the
+// batches waiting into one write (only the latest state of a call matters, and every event before
+// it is confirmed by then), and goes on merging while Redis is down, so the loop is never held up
+// by Redis: calls keep being published, and the state catches up when Redis is back.
 func (g *Gateway) saver(ctx context.Context) {
-	for sp := range g.saves {
-		merged := savePoint{changed: map[string][]byte{}}
-		merge := func(sp savePoint) {
-			g.confirmed(sp)
-			for id, b := range sp.changed {
-				merged.changed[id] = b
-			}
-			for _, id := range sp.ended {
-				delete(merged.changed, id)
-				merged.ended = append(merged.ended, id)
-			}
+	merged := savePoint{changed: map[string][]byte{}}
+	merge := func(sp savePoint) {
+		g.confirmed(sp)
+		for id, b := range sp.changed {
+			merged.changed[id] = b
 		}
-		merge(sp)
-	more:
-		for len(merged.changed) < 5000 {
-			select {
-			case next, ok := <-g.saves:
-				if !ok {
-					break more
-				}
-				merge(next)
-			default:
-				break more
-			}
+		for _, id := range sp.ended {
+			delete(merged.changed, id)
+			merged.ended = append(merged.ended, id)
 		}
-		for attempt := 0; ; attempt++ {
-			err := g.state.Save(context.Background(), merged.changed, merged.ended)
-			g.setStateErr(err)
-			if err == nil {
-				break
-			}
-			g.met.stateErrors.Inc()
-			g.log.WithError(err).Warn("cannot save calls in progress, retrying")
-			if ctx.Err() != nil && attempt >= 3 {
+	}
+	open := true
+	for attempt := 0; ; {
+		if len(merged.changed) == 0 && len(merged.ended) == 0 {
+			if !open {
 				return
 			}
-			time.Sleep(backoff(attempt))
+			sp, ok := <-g.saves
+			if !ok {
+				return
+			}
+			merge(sp)
+		}
+	drain:
+		for open {
+			select {
+			case sp, ok := <-g.saves:
+				if !ok {
+					open = false
+					break drain
+				}
+				merge(sp)
+			default:
+				break drain
+			}
+		}
+		err := g.state.Save(context.Background(), merged.changed, merged.ended)
+		g.setStateErr(err)
+		if err == nil {
+			merged = savePoint{changed: map[string][]byte{}}
+			attempt = 0
+			continue
+		}
+		g.met.stateErrors.Inc()
+		g.log.WithError(err).Warn("cannot save calls in progress, retrying")
+		if !open && ctx.Err() != nil && attempt >= 3 {
+			return // stopping, and Redis is gone: the restart resyncs
+		}
+		retry := time.NewTimer(backoff(attempt))
+		attempt++
+	wait:
+		for {
+			select {
+			case <-retry.C:
+				break wait
+			case sp, ok := <-g.saves:
+				if !ok {
+					open = false
+					<-retry.C
+					break wait
+				}
+				merge(sp)
+			}
 		}
 	}
 }

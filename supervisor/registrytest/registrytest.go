@@ -36,13 +36,24 @@ type Registry struct {
 // Start runs a registry until the test ends.
 func Start(t testing.TB) *Registry {
 	t.Helper()
+	return StartWith(t, nil)
+}
+
+// StartWith runs a registry whose handler is wrapped by wrap (nil: none), for tests that make the
+// registry slow, hang or fail.
+func StartWith(t testing.TB, wrap func(http.Handler) http.Handler) *Registry {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("registry: %v", err)
 	}
 	r := &Registry{Host: ln.Addr().String()}
+	var h http.Handler = registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	if wrap != nil {
+		h = wrap(h)
+	}
 	r.srv = &http.Server{
-		Handler:           registry.New(registry.Logger(log.New(io.Discard, "", 0))),
+		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	go func() { _ = r.srv.Serve(ln) }()

@@ -23,7 +23,10 @@ type Call struct {
 	Requests []Request
 	// Forbid must not happen at all.
 	Forbid []Request
-	// Ordered: Requests happen in the order written (each one's first match after the previous).
+	// Ordered: Requests happen in the order written (each one's matches after the previous
+	// one's), except that a request marked WithPrevious may come before or after the one written
+	// before it: requests that happen at the same moment (the phones of a ring group ringing)
+	// reach the CRM in either order.
 	Ordered bool
 	// AllowOthers accepts requests that no expectation names. Off by default: every request the
 	// call causes is checked, so a duplicate or a stray request fails the call.
@@ -42,6 +45,9 @@ type Request struct {
 	Params []Param
 	// Count is how many requests must match (default 1). A forbidden request has none.
 	Count int
+	// WithPrevious (with ordered) puts the request in one step with the request written before
+	// it: the two may come in either order, and both after the step before them.
+	WithPrevious bool
 	// Line is where the request was written in File.
 	Line int
 }

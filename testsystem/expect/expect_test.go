@@ -47,6 +47,16 @@ forbid:
   - {method: POST /api/v4/leads/unsorted/sip, params: {0.metadata.uniq: "{call_id}"}}
 `
 
+// ringGroup: two phones ring at once, so their notifications come in either order, both
+// before the call.
+const ringGroup = `
+ordered: true
+expect:
+  - {method: POST /api/v2/events, params: {add.0.users.0: 701}}
+  - {method: POST /api/v2/events, params: {add.0.users.0: 702}, with_previous: true}
+  - {method: POST /api/v4/calls}
+`
+
 func TestCompare(t *testing.T) {
 	vars := map[string]string{"call_id": "1795634906.26", "pbx": "ts", "phone": "+79161234567"}
 	link := "http://127.0.0.1:28103/recordings/in-1.wav?expires=1&sig=abc"
@@ -95,6 +105,13 @@ func TestCompare(t *testing.T) {
 			report: []string{"OUT OF ORDER #1 POST /api/v4/calls", "came before POST /api/v2/events (calls/test.yaml:4)"}},
 		{name: "unordered-accepts-any-order", src: strings.Replace(inbound, "ordered: true", "ordered: false", 1),
 			journal: []crmsim.Request{func() crmsim.Request { c := call; c.Seq = 1; return c }(), func() crmsim.Request { e := events; e.Seq = 2; return e }()}, ok: true},
+		{name: "ring-group-either-order", src: ringGroup, journal: []crmsim.Request{
+			req(1, "POST /api/v2/events", "add.0.users.0", "702"), req(2, "POST /api/v2/events", "add.0.users.0", "701"), req(3, "POST /api/v4/calls")}, ok: true},
+		{name: "ring-group-written-order", src: ringGroup, journal: []crmsim.Request{
+			req(1, "POST /api/v2/events", "add.0.users.0", "701"), req(2, "POST /api/v2/events", "add.0.users.0", "702"), req(3, "POST /api/v4/calls")}, ok: true},
+		{name: "ring-group-call-before-a-notification", src: ringGroup, journal: []crmsim.Request{
+			req(1, "POST /api/v2/events", "add.0.users.0", "701"), req(2, "POST /api/v4/calls"), req(3, "POST /api/v2/events", "add.0.users.0", "702")},
+			report: []string{"OUT OF ORDER #2 POST /api/v4/calls"}},
 		{name: "nothing-sent", src: inbound, journal: nil,
 			report: []string{"MISSING     POST /api/v2/events (calls/test.yaml:4): no POST /api/v2/events request at all"}},
 		{name: "call-that-must-make-none", src: "expect: []\n", journal: nil, ok: true},
@@ -177,7 +194,9 @@ func TestParseErrors(t *testing.T) {
 		{"unknown-top-key", "expects: []\n", "calls/test.yaml:1: expects: unknown key: write one of expect, forbid, ordered, others, ignore"},
 		{"expect-not-a-list", "expect: {method: x}\n", `calls/test.yaml:1: expect: not a list: write one "- method: ..." item per request`},
 		{"missing-method", "expect:\n  - params: {a: 1}\n", "calls/test.yaml:2: expect[0].method: missing: write the method, e.g. POST /api/v4/calls"},
-		{"unknown-request-key", "expect:\n  - {method: a, parms: {}}\n", "calls/test.yaml:2: expect[0].parms: unknown key: write method, params or count"},
+		{"unknown-request-key", "expect:\n  - {method: a, parms: {}}\n", "calls/test.yaml:2: expect[0].parms: unknown key: write method, params, count or with_previous"},
+		{"with-previous-first", "ordered: true\nexpect:\n  - {method: a, with_previous: true}\n", "calls/test.yaml:3: expect[0].with_previous: the first request has no request before it: remove with_previous"},
+		{"with-previous-in-forbid", "forbid:\n  - {method: a, with_previous: true}\n", "calls/test.yaml:2: forbid[0].with_previous: a forbidden request has no place in the order: remove with_previous"},
 		{"bad-count", "expect:\n  - {method: a, count: 0}\n", `calls/test.yaml:2: expect[0].count: "0" is not a count: write how many times it must happen, 1 or more (to forbid it, list it under forbid)`},
 		{"count-in-forbid", "forbid:\n  - {method: a, count: 2}\n", "calls/test.yaml:2: forbid[0].count: a forbidden request must happen 0 times: remove count"},
 		{"list-value", "expect:\n  - method: a\n    params: {users: [1, 2]}\n", "calls/test.yaml:3: expect[0].params.users: a list: write one value"},

@@ -95,21 +95,26 @@ func Compare(c *Call, journal []crmsim.Request, opt Options) *Result {
 	take := func(e, i int) { owner[i] = e + 1; got[e] = append(got[e], i) }
 
 	if c.Ordered {
-		cursor := 0
+		// Steps: a request and those after it marked with_previous. A step's requests match
+		// from where the previous step's matches ended, in any order among themselves.
+		cursor, stepStart, stepEnd := 0, 0, 0
 		for e, w := range want {
+			if e == 0 || !w.WithPrevious {
+				stepStart, cursor = e, stepEnd
+			}
 			for i := cursor; i < len(reqs) && len(got[e]) < w.Count; i++ {
 				if owner[i] == 0 && w.matches(reqs[i]) {
 					take(e, i)
-					cursor = i + 1
+					stepEnd = max(stepEnd, i+1)
 				}
 			}
-			// Found earlier than the one before it: there, but out of order.
+			// Found before the step it belongs to: there, but out of order.
 			for i := 0; i < len(reqs) && len(got[e]) < w.Count; i++ {
 				if owner[i] == 0 && w.matches(reqs[i]) {
 					take(e, i)
 					prev := "the start"
-					if e > 0 {
-						prev = want[e-1].Method + " (" + want[e-1].where(c.File) + ")"
+					if stepStart > 0 {
+						prev = want[stepStart-1].Method + " (" + want[stepStart-1].where(c.File) + ")"
 					}
 					r := reqs[i]
 					res.Problems = append(res.Problems, Problem{Kind: OutOfOrder, Expected: &c.Requests[e], Got: &r,

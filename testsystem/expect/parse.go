@@ -21,6 +21,7 @@ import (
 //	expect:                    # requests that must happen
 //	  - method: POST /api/v4/calls
 //	    count: 1               # default 1: exactly once
+//	    with_previous: true    # (ordered) either order with the request written before it
 //	    params:                # only these are compared
 //	      0.uniq: "{call_id}"  # exact (placeholders filled in); numbers and booleans as written
 //	      0.link: "~^https?://.*\.wav\?"   # ~ then a regular expression
@@ -89,6 +90,9 @@ func Decode(file string, top *yaml.Node, vars []string) (*Call, error) {
 		switch k.Value {
 		case "expect":
 			c.Requests, err = d.requests(v, "expect", false)
+			if err == nil && len(c.Requests) > 0 && c.Requests[0].WithPrevious {
+				err = d.fail(v.Content[0], "expect[0].with_previous", "the first request has no request before it: remove with_previous")
+			}
 		case "forbid":
 			c.Forbid, err = d.requests(v, "forbid", true)
 		case "ordered":
@@ -165,7 +169,7 @@ func (d *decoder) requests(n *yaml.Node, field string, forbid bool) ([]Request, 
 	return out, nil
 }
 
-var requestKeys = []string{"method", "params", "count"}
+var requestKeys = []string{"method", "params", "count", "with_previous"}
 
 func (d *decoder) request(n *yaml.Node, field string, forbid bool) (Request, error) {
 	r := Request{Line: n.Line, Count: 1}
@@ -187,7 +191,7 @@ func (d *decoder) request(n *yaml.Node, field string, forbid bool) (Request, err
 		k, v := n.Content[i], n.Content[i+1]
 		f := field + "." + k.Value
 		if !contains(requestKeys, k.Value) {
-			return r, d.fail(k, f, "unknown key: write method, params or count")
+			return r, d.fail(k, f, "unknown key: write method, params, count or with_previous")
 		}
 		if seen[k.Value] {
 			return r, d.fail(k, f, "written twice: keep one")
@@ -208,6 +212,15 @@ func (d *decoder) request(n *yaml.Node, field string, forbid bool) (Request, err
 				return r, d.fail(v, f, "%q is not a count: write how many times it must happen, 1 or more (to forbid it, list it under forbid)", v.Value)
 			}
 			r.Count = c
+		case "with_previous":
+			if forbid {
+				return r, d.fail(k, f, "a forbidden request has no place in the order: remove with_previous")
+			}
+			b, err := d.boolean(v, f)
+			if err != nil {
+				return r, err
+			}
+			r.WithPrevious = b
 		case "params":
 			ps, err := d.params(v, f)
 			if err != nil {

@@ -17,6 +17,7 @@ const commands = `usage: testsystem COMMAND [flags]
 
 commands:
   amisim    serve AMI like an Asterisk PBX and play recorded or generated calls
+  run       run the suites: the services in Docker, simulated PBX and CRMs, every CRM request checked
   watch     print the call events a PBX's gateway publishes, as they come
   help      print this help (testsystem COMMAND -h: a command's flags)
 `
@@ -35,6 +36,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "amisim":
 		return runAMISim(ctx, args[1:], stdout, stderr)
+	case "run":
+		return runRun(ctx, args[1:], stdout, stderr)
 	case "watch":
 		return runWatch(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":

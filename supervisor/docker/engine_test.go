@@ -424,3 +424,38 @@ func TestVolumeBackupRestore(t *testing.T) {
 		t.Fatalf("left: %+v", cs)
 	}
 }
+
+func TestRunJob(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	cases := []struct {
+		name     string
+		migrate  string
+		wantExit int
+		wantFile string
+	}{
+		{"migrates", "schema: 2", 0, "schema: 1\nschema: 2\n"},
+		{"nothing to do", "", 0, "schema: 1\n"},
+		{"fails", "fail", 1, "schema: 1\n"},
+	}
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ref := f.image(t, registrytest.FakeService{Service: "svc", Version: string(rune('a' + i)), Migrate: c.migrate})
+			res, err := f.e.RunJob(ctx, docker.Job{
+				Image:   ref.String(),
+				Cmd:     []string{"migrate-config", "--in-place", "/tmp/config.yaml"},
+				Inputs:  map[string]docker.InputFile{"/tmp/config.yaml": {Body: []byte("schema: 1\n"), Mode: 0o600}},
+				Outputs: []string{"/tmp/config.yaml"},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.ExitCode != c.wantExit || string(res.Outputs["/tmp/config.yaml"]) != c.wantFile {
+				t.Fatalf("exit %d, file %q, logs %s", res.ExitCode, res.Outputs["/tmp/config.yaml"], res.Logs)
+			}
+		})
+	}
+	if cs, _ := f.e.List(ctx); len(cs) != 0 {
+		t.Fatalf("job containers left: %+v", cs)
+	}
+}

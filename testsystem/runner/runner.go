@@ -12,6 +12,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -302,6 +303,9 @@ func (r *run) startSuite(ctx context.Context, s *suite.Suite, log logrus.FieldLo
 		return env, err
 	}
 	services := []string{"ami-gateway", env.service}
+	if err := portsFree(s); err != nil {
+		return env, err
+	}
 	log.WithField("services", strings.Join(services, " ")).Info("starting the services")
 	if err := r.stack.Up(ctx, stack.Env{Config: s.ConfigFile, EnvFile: envFile}, services...); err != nil {
 		return env, err
@@ -319,6 +323,36 @@ func (r *run) startSuite(ctx context.Context, s *suite.Suite, log logrus.FieldLo
 		return env, fmt.Errorf("ami-gateway is ready but no AMI session is open on %s: %w", cfg.AMI.Address, err)
 	}
 	return env, nil
+}
+
+// portsFree checks that the addresses the services will listen on are free: a service of
+// another run, or one started by hand, would otherwise answer in their place.
+func portsFree(s *suite.Suite) error {
+	cfg := s.Config
+	addrs := map[string]string{
+		"http.ami-gateway.listen":             cfg.HTTP["ami-gateway"].Listen,
+		"http." + s.CRM.Service() + ".listen": cfg.HTTP[s.CRM.Service()].Listen,
+	}
+	switch s.CRM {
+	case suite.Amo:
+		addrs["amo.listen"] = cfg.Amo.Listen
+	case suite.Bitrix:
+		addrs["bitrix.listen"] = cfg.Bitrix.Listen
+	}
+	var busy []string
+	for key, addr := range addrs {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			busy = append(busy, fmt.Sprintf("%s (%s)", addr, key))
+			continue
+		}
+		ln.Close()
+	}
+	if len(busy) > 0 {
+		sort.Strings(busy)
+		return fmt.Errorf("%s: in use by another process (another run, or a service started by hand): stop it, or give this suite other ports in %s", strings.Join(busy, ", "), s.ConfigFile)
+	}
+	return nil
 }
 
 // writeEnv writes the services' RINGBRIDGE_* overrides: the broker's test vhost, the leased

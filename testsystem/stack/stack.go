@@ -208,6 +208,11 @@ func (s *Stack) WaitReady(ctx context.Context, service, url string, timeout time
 	client := &http.Client{Timeout: 2 * time.Second}
 	last := "no answer"
 	for {
+		// The container first: an answer on the port from some other process (a leftover
+		// container, a service run by hand) must not pass for this one's.
+		if st, err := s.State(context.WithoutCancel(ctx), service); err == nil && !strings.HasPrefix(st, "running") {
+			return fmt.Errorf("%s is not running: %s\n%s", service, st, s.Logs(context.WithoutCancel(ctx), service, 20))
+		}
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if resp, err := client.Do(req); err == nil {
 			var b bytes.Buffer
@@ -217,9 +222,6 @@ func (s *Stack) WaitReady(ctx context.Context, service, url string, timeout time
 				return nil
 			}
 			last = fmt.Sprintf("%s %s", resp.Status, strings.TrimSpace(b.String()))
-		}
-		if st, _ := s.State(context.WithoutCancel(ctx), service); st != "" && !strings.HasPrefix(st, "running") {
-			return fmt.Errorf("%s stopped: %s\n%s", service, st, s.Logs(context.WithoutCancel(ctx), service, 20))
 		}
 		select {
 		case <-ctx.Done():
@@ -306,8 +308,16 @@ func runAlive(run string) bool {
 	if !ok || err != nil || pid <= 0 {
 		return false // "manual" (a stack started by hand) or unreadable: not a live run of ours
 	}
-	err = syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
+	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
+		return false
+	}
+	// A process killed while its parent does not reap it lingers as a zombie: dead for us.
+	if stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
+		if i := strings.LastIndexByte(string(stat), ')'); i > 0 && i+2 < len(stat) && stat[i+2] == 'Z' {
+			return false
+		}
+	}
+	return true
 }
 
 func (s *Stack) removeLabelled(ctx context.Context, label string) error {

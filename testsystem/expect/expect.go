@@ -41,6 +41,9 @@ type Request struct {
 	// Method is the simulator's name of the API method: "POST /api/v4/calls" for amoCRM,
 	// "telephony.externalcall.register" for Bitrix24 (compared without regard to case).
 	Method string
+	// Path, when set, is compared with the request's URL path: for a method whose name is a
+	// route with a placeholder (amoCRM's "POST /api/v4/{entity}/notes").
+	Path *Value
 	// Params are the parameters that matter, in the order written; the others are not compared.
 	Params []Param
 	// Count is how many requests must match (default 1). A forbidden request has none.

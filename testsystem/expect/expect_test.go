@@ -112,6 +112,18 @@ func TestCompare(t *testing.T) {
 		{name: "ring-group-call-before-a-notification", src: ringGroup, journal: []crmsim.Request{
 			req(1, "POST /api/v2/events", "add.0.users.0", "701"), req(2, "POST /api/v4/calls"), req(3, "POST /api/v2/events", "add.0.users.0", "702")},
 			report: []string{"OUT OF ORDER #2 POST /api/v4/calls"}},
+		{name: "path-compared", src: "expect:\n  - {method: \"POST /api/v4/{entity}/notes\", path: /api/v4/leads/notes, params: {0.params.uniq: \"{call_id}\"}}\n",
+			journal: []crmsim.Request{func() crmsim.Request {
+				r := req(1, "POST /api/v4/{entity}/notes", "0.params.uniq", "1795634906.26")
+				r.Path = "/api/v4/leads/notes"
+				return r
+			}()}, ok: true},
+		{name: "path-differs", src: "expect:\n  - {method: \"POST /api/v4/{entity}/notes\", path: '~^/api/v4/leads/'}\n",
+			journal: []crmsim.Request{func() crmsim.Request {
+				r := req(1, "POST /api/v4/{entity}/notes")
+				r.Path = "/api/v4/contacts/notes"
+				return r
+			}()}, report: []string{`✗ (path)  want ~^/api/v4/leads/, got "/api/v4/contacts/notes"`}},
 		{name: "nothing-sent", src: inbound, journal: nil,
 			report: []string{"MISSING     POST /api/v2/events (calls/test.yaml:4): no POST /api/v2/events request at all"}},
 		{name: "call-that-must-make-none", src: "expect: []\n", journal: nil, ok: true},
@@ -194,7 +206,8 @@ func TestParseErrors(t *testing.T) {
 		{"unknown-top-key", "expects: []\n", "calls/test.yaml:1: expects: unknown key: write one of expect, forbid, ordered, others, ignore"},
 		{"expect-not-a-list", "expect: {method: x}\n", `calls/test.yaml:1: expect: not a list: write one "- method: ..." item per request`},
 		{"missing-method", "expect:\n  - params: {a: 1}\n", "calls/test.yaml:2: expect[0].method: missing: write the method, e.g. POST /api/v4/calls"},
-		{"unknown-request-key", "expect:\n  - {method: a, parms: {}}\n", "calls/test.yaml:2: expect[0].parms: unknown key: write method, params, count or with_previous"},
+		{"unknown-request-key", "expect:\n  - {method: a, parms: {}}\n", "calls/test.yaml:2: expect[0].parms: unknown key: write method, path, params, count or with_previous"},
+		{"path-any", "expect:\n  - {method: a, path: \"*\"}\n", "calls/test.yaml:2: expect[0].path: write the path"},
 		{"with-previous-first", "ordered: true\nexpect:\n  - {method: a, with_previous: true}\n", "calls/test.yaml:3: expect[0].with_previous: the first request has no request before it: remove with_previous"},
 		{"with-previous-in-forbid", "forbid:\n  - {method: a, with_previous: true}\n", "calls/test.yaml:2: forbid[0].with_previous: a forbidden request has no place in the order: remove with_previous"},
 		{"bad-count", "expect:\n  - {method: a, count: 0}\n", `calls/test.yaml:2: expect[0].count: "0" is not a count: write how many times it must happen, 1 or more (to forbid it, list it under forbid)`},

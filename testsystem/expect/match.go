@@ -220,6 +220,14 @@ func fillAll(c *Call, vars map[string]string) (want, forbid []Request, problems 
 			f := r
 			f.Params = make([]Param, len(r.Params))
 			ok := true
+			if r.Path != nil {
+				v, err := r.Path.fill(vars)
+				if err != nil {
+					problems = append(problems, Problem{Kind: Setup, Expected: &rs[i], Detail: "path: " + err.Error()})
+					ok = false
+				}
+				f.Path = &v
+			}
 			for j, p := range r.Params {
 				v, err := p.Want.fill(vars)
 				if err != nil {
@@ -242,6 +250,9 @@ func (w Request) matches(r crmsim.Request) bool {
 	if !methodMatches(w.Method, r.Method) {
 		return false
 	}
+	if w.Path != nil && !w.Path.check(r.Path, true) {
+		return false
+	}
 	for _, p := range w.Params {
 		v, ok := r.Params[p.Key]
 		if !p.Want.check(v, ok) {
@@ -252,7 +263,10 @@ func (w Request) matches(r crmsim.Request) bool {
 }
 
 func (w Request) diff(r crmsim.Request) []ParamDiff {
-	out := make([]ParamDiff, 0, len(w.Params))
+	out := make([]ParamDiff, 0, len(w.Params)+1)
+	if w.Path != nil {
+		out = append(out, ParamDiff{Key: "(path)", Want: *w.Path, Got: r.Path, Present: true, OK: w.Path.check(r.Path, true)})
+	}
 	for _, p := range w.Params {
 		v, ok := r.Params[p.Key]
 		out = append(out, ParamDiff{Key: p.Key, Want: p.Want, Got: v, Present: ok, OK: p.Want.check(v, ok)})

@@ -22,6 +22,7 @@ import (
 //	  - method: POST /api/v4/calls
 //	    count: 1               # default 1: exactly once
 //	    with_previous: true    # (ordered) either order with the request written before it
+//	    path: /api/v4/leads/notes   # optional: the URL path, exact or ~REGEXP
 //	    params:                # only these are compared
 //	      0.uniq: "{call_id}"  # exact (placeholders filled in); numbers and booleans as written
 //	      0.link: "~^https?://.*\.wav\?"   # ~ then a regular expression
@@ -169,7 +170,7 @@ func (d *decoder) requests(n *yaml.Node, field string, forbid bool) ([]Request, 
 	return out, nil
 }
 
-var requestKeys = []string{"method", "params", "count", "with_previous"}
+var requestKeys = []string{"method", "path", "params", "count", "with_previous"}
 
 func (d *decoder) request(n *yaml.Node, field string, forbid bool) (Request, error) {
 	r := Request{Line: n.Line, Count: 1}
@@ -191,7 +192,7 @@ func (d *decoder) request(n *yaml.Node, field string, forbid bool) (Request, err
 		k, v := n.Content[i], n.Content[i+1]
 		f := field + "." + k.Value
 		if !contains(requestKeys, k.Value) {
-			return r, d.fail(k, f, "unknown key: write method, params, count or with_previous")
+			return r, d.fail(k, f, "unknown key: write method, path, params, count or with_previous")
 		}
 		if seen[k.Value] {
 			return r, d.fail(k, f, "written twice: keep one")
@@ -212,6 +213,15 @@ func (d *decoder) request(n *yaml.Node, field string, forbid bool) (Request, err
 				return r, d.fail(v, f, "%q is not a count: write how many times it must happen, 1 or more (to forbid it, list it under forbid)", v.Value)
 			}
 			r.Count = c
+		case "path":
+			pv, err := d.value(v, f)
+			if err != nil {
+				return r, err
+			}
+			if pv.Kind != Exact && pv.Kind != Pattern {
+				return r, d.fail(v, f, "write the path, e.g. /api/v4/leads/notes, or ~ and a regular expression")
+			}
+			r.Path = &pv
 		case "with_previous":
 			if forbid {
 				return r, d.fail(k, f, "a forbidden request has no place in the order: remove with_previous")

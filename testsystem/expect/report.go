@@ -105,7 +105,10 @@ func writeParams(b *strings.Builder, r crmsim.Request) {
 		}
 	}
 	sort.Strings(keys)
-	const most = 16
+	if r.Path != "" && strings.Contains(r.Method, "{") {
+		fmt.Fprintf(b, "                (path)=%q\n", r.Path)
+	}
+	const most = 30
 	for i, k := range keys {
 		if i == most {
 			fmt.Fprintf(b, "                ... %d more\n", len(keys)-most)

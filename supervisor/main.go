@@ -24,6 +24,13 @@ const defaultListen = ":9105"
 const usage = `usage: supervisor COMMAND [flags]
 
 commands:
+  run [--config FILE]
+                  the service: finishes an interrupted update, then answers admin on the queue
+                  supervisor.rpc (status, check, plan, update) with progress on supervisor.events
+  update [--to VERSION] [--config FILE] [-v]
+                  update now from this terminal (the chain to VERSION, the newest by default)
+  status [--config FILE]
+                  what is installed and how each service container is
   plan --to VERSION [--installed VERSION] [--index LOCATION] [--channel C] [--key FILE] [--config FILE]
                   print the chain of releases an update to VERSION walks, and why it stops at each
   keygen --out PREFIX
@@ -52,6 +59,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	switch args[0] {
+	case "run":
+		return runService(ctx, args[1:], stderr)
+	case "update":
+		return runUpdate(ctx, args[1:], stdout, stderr)
+	case "status":
+		return runStatus(ctx, args[1:], stdout, stderr)
 	case "plan":
 		return runPlan(ctx, args[1:], stdout, stderr)
 	case "keygen":

@@ -96,7 +96,11 @@ func (u *Updater) convergeService(ctx context.Context, j *Journal, svc Service, 
 			}
 		}
 		spec.Name = canonical + "-next"
-		u.emit(j, "swap", svc.Name, fmt.Sprintf("starting %s next to the running copy", target.Version))
+		if len(old) > 0 {
+			u.emit(j, "swap", svc.Name, fmt.Sprintf("starting %s next to the running copy", target.Version))
+		} else {
+			u.emit(j, "swap", svc.Name, fmt.Sprintf("starting %s", target.Version))
+		}
 		id, healthy, err := u.startGated(ctx, spec)
 		if err != nil {
 			return err
@@ -126,7 +130,11 @@ func (u *Updater) convergeService(ctx context.Context, j *Journal, svc Service, 
 			}
 		}
 		spec.Name = canonical
-		u.emit(j, "swap", svc.Name, fmt.Sprintf("old copy stopped; starting %s", target.Version))
+		if wasRunning {
+			u.emit(j, "swap", svc.Name, fmt.Sprintf("old copy stopped; starting %s", target.Version))
+		} else {
+			u.emit(j, "swap", svc.Name, fmt.Sprintf("starting %s", target.Version))
+		}
 		_, healthy, err := u.startGated(ctx, spec)
 		if err != nil {
 			return err

@@ -221,10 +221,11 @@ func (u *Updater) Walk(ctx context.Context, chain release.Chain) ([]*Report, err
 // image's signature, checks the disk and pulls; a failure there changes nothing. From the backup
 // on, a failure rolls back, and the error says so.
 func (u *Updater) Update(ctx context.Context, rel *release.Release) (*Report, error) {
-	if !u.mu.TryLock() {
-		return nil, ErrBusy
+	unlock, err := u.lock()
+	if err != nil {
+		return nil, err
 	}
-	defer u.mu.Unlock()
+	defer unlock()
 	if j, err := LoadJournal(u.cfg.DataDir); err != nil || j != nil {
 		if err != nil {
 			return nil, fmt.Errorf("reading the journal: %w", err)
@@ -496,10 +497,11 @@ func versionOrNothing(v release.Version) string {
 // Recover finishes what a previous supervisor left: an update past its health gate is committed,
 // anything earlier is rolled back. Call it at start, before anything else touches the containers.
 func (u *Updater) Recover(ctx context.Context) (*Journal, error) {
-	if !u.mu.TryLock() {
-		return nil, ErrBusy
+	unlock, err := u.lock()
+	if err != nil {
+		return nil, err
 	}
-	defer u.mu.Unlock()
+	defer unlock()
 	j, err := LoadJournal(u.cfg.DataDir)
 	if err != nil || j == nil {
 		return nil, err

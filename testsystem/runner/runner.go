@@ -215,7 +215,7 @@ func (r *run) failSuite(s *suite.Suite, started time.Time, reason, detail string
 	js := junit.Suite{Name: s.ID(), Timestamp: started, Time: time.Since(started), SystemOut: detail}
 	for _, c := range s.Calls {
 		js.Cases = append(js.Cases, junit.Case{Name: c.Name, ClassName: className(s), Failure: reason, Detail: detail})
-		r.printf("FAIL  %s/%s  %s", s.ID(), c.Name, reason)
+		r.printf("FAIL  %-50s %6s  %s", s.ID()+"/"+c.Name, "-", reason)
 	}
 	r.printf("%s", indentLines(detail, "      "))
 	return js
@@ -232,9 +232,17 @@ func (r *run) suite(ctx context.Context, s *suite.Suite) junit.Suite {
 	started := time.Now()
 	log := r.log.WithField("suite", s.ID())
 	env, err := r.startSuite(ctx, s, log)
-	if env != nil {
-		defer env.close()
-	}
+	defer func() {
+		// The services first: they must not retry against simulators that are gone.
+		if env.started != nil {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+			if err := r.stack.Remove(cctx, *env.started, "ami-gateway", env.service); err != nil {
+				log.WithError(err).Warn("removing the suite's services")
+			}
+			cancel()
+		}
+		env.close()
+	}()
 	if err != nil {
 		return r.failSuite(s, started, "the suite's stack did not start", err.Error())
 	}
@@ -243,7 +251,7 @@ func (r *run) suite(ctx context.Context, s *suite.Suite) junit.Suite {
 		if ctx.Err() != nil {
 			for _, rest := range s.Calls[i:] {
 				js.Cases = append(js.Cases, junit.Case{Name: rest.Name, ClassName: className(s), Failure: "interrupted", Detail: "the run was interrupted before this call"})
-				r.printf("FAIL  %s/%s  interrupted", s.ID(), rest.Name)
+				r.printf("FAIL  %-50s %6s  interrupted", s.ID()+"/"+rest.Name, "-")
 			}
 			break
 		}
@@ -259,6 +267,8 @@ type suiteEnv struct {
 	ami     *amisim.Server
 	watch   *watcher
 	service string
+	// started is set once the services were started with it.
+	started *stack.Env
 }
 
 func (e *suiteEnv) close() {
@@ -307,7 +317,9 @@ func (r *run) startSuite(ctx context.Context, s *suite.Suite, log logrus.FieldLo
 		return env, err
 	}
 	log.WithField("services", strings.Join(services, " ")).Info("starting the services")
-	if err := r.stack.Up(ctx, stack.Env{Config: s.ConfigFile, EnvFile: envFile}, services...); err != nil {
+	senv := stack.Env{Config: s.ConfigFile, EnvFile: envFile}
+	env.started = &senv
+	if err := r.stack.Up(ctx, senv, services...); err != nil {
 		return env, err
 	}
 	for _, svc := range services {

@@ -171,6 +171,16 @@ func (s *Stack) Up(ctx context.Context, e Env, services ...string) error {
 	return nil
 }
 
+// Remove stops and removes services' containers: a suite's services must not outlive its
+// simulators (they would retry against nothing), nor hold the ports the next suite's need.
+func (s *Stack) Remove(ctx context.Context, e Env, services ...string) error {
+	args := s.composeArgs(append([]string{"rm", "--stop", "--force", "-v"}, services...)...)
+	if out, err := s.run(ctx, s.environ(e), s.compose[0], args...); err != nil {
+		return fmt.Errorf("stack: removing %s: %w\n%s", strings.Join(services, ", "), err, tail(out, 10))
+	}
+	return nil
+}
+
 // State is what Docker says of a service's container: running, exited (with its code), or
 // missing.
 func (s *Stack) State(ctx context.Context, service string) (string, error) {

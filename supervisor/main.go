@@ -31,6 +31,8 @@ commands:
                   update now from this terminal (the chain to VERSION, the newest by default)
   status [--config FILE]
                   what is installed and how each service container is
+  import [--to VERSION] [--config FILE] [-v] BUNDLE
+                  install from an offline bundle (signed index + images and signatures as an OCI layout)
   plan --to VERSION [--installed VERSION] [--index LOCATION] [--channel C] [--key FILE] [--config FILE]
                   print the chain of releases an update to VERSION walks, and why it stops at each
   keygen --out PREFIX
@@ -65,6 +67,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runUpdate(ctx, args[1:], stdout, stderr)
 	case "status":
 		return runStatus(ctx, args[1:], stdout, stderr)
+	case "import":
+		return runImport(ctx, args[1:], stdout, stderr)
 	case "plan":
 		return runPlan(ctx, args[1:], stdout, stderr)
 	case "keygen":

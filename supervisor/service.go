@@ -59,6 +59,9 @@ type supervisor struct {
 	engine   *docker.Engine
 	loader   *release.Loader
 	updater  *update.Updater
+	verifier *sign.Verifier
+	ucfg     update.Config
+	events   update.Events
 	channel  release.Channel
 	updating atomic.Bool
 	// ctx is the service's lifetime: an update started over RPC outlives the request.
@@ -86,18 +89,20 @@ func newSupervisor(ctx context.Context, cfg *config.Config, cfgPath string, even
 		return nil, err
 	}
 	engine := docker.New(cli, s.Install, log, docker.WithStallTimeout(s.PullStallTimeout))
-	u, err := update.New(update.Config{
+	ucfg := update.Config{
 		DataDir:       s.DataDir,
 		ConfigPath:    cfgPath,
 		Services:      stack(cfg),
 		HealthTimeout: s.HealthTimeout,
 		MinFreeBytes:  int64(s.MinFreeDiskMB) << 20,
 		BackupKeep:    s.BackupKeep,
-	}, engine, verifier, update.RegistrySizer(auth), events, log)
+	}
+	u, err := update.New(ucfg, engine, verifier, update.RegistrySizer(auth), events, log)
 	if err != nil {
 		return nil, err
 	}
-	return &supervisor{cfg: cfg, cfgPath: cfgPath, log: log, engine: engine, updater: u, ctx: ctx,
+	return &supervisor{cfg: cfg, cfgPath: cfgPath, log: log, engine: engine, updater: u, ctx: ctx, verifier: verifier,
+		ucfg: ucfg, events: events,
 		loader: release.NewLoader(verifier, &http.Client{Timeout: time.Minute}), channel: release.Channel(s.Channel)}, nil
 }
 

@@ -166,3 +166,29 @@ func LoadJournal(dataDir string) (*Journal, error) {
 	}
 	return &j, nil
 }
+
+// localImagesFile maps image references to the local image IDs of images loaded from an offline
+// bundle: such an image has no repository digest, so it is created by ID.
+const localImagesFile = "images.json"
+
+// RecordLocalImage notes that ref was loaded into the Engine as image id (supervisor import), so
+// updates and rollbacks create its containers by that ID and never try to pull it.
+func RecordLocalImage(dataDir, ref, id string) error {
+	m, err := localImages(dataDir)
+	if err != nil {
+		return err
+	}
+	m[ref] = id
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return err
+	}
+	return writeJSON(filepath.Join(dataDir, localImagesFile), m)
+}
+
+func localImages(dataDir string) (map[string]string, error) {
+	m := map[string]string{}
+	if _, err := readJSON(filepath.Join(dataDir, localImagesFile), &m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}

@@ -180,6 +180,10 @@ func (u *Updater) emit(j *Journal, stage, service, msg string) {
 // desired is the state that installing rel makes, from the services of this install.
 func (u *Updater) desired(rel *release.Release) (State, error) {
 	to := State{Version: rel.Version, ConfigSchema: rel.ConfigSchema, Services: map[string]ServiceState{}}
+	local, err := localImages(u.cfg.DataDir)
+	if err != nil {
+		return to, err
+	}
 	var missing []string
 	for _, s := range u.cfg.Services {
 		ref, ok := rel.Images[s.Name]
@@ -187,7 +191,7 @@ func (u *Updater) desired(rel *release.Release) (State, error) {
 			missing = append(missing, s.Name)
 			continue
 		}
-		to.Services[s.Name] = ServiceState{Image: ref}
+		to.Services[s.Name] = ServiceState{Image: ref, ImageID: local[ref]}
 	}
 	if len(missing) > 0 {
 		return to, fmt.Errorf("release %s has no image for %s, which this install runs", rel.Version, strings.Join(missing, ", "))
@@ -360,10 +364,10 @@ func (u *Updater) checkDisk(ctx context.Context, to State) error {
 	var download int64
 	if u.sizer != nil {
 		for _, svc := range sortedServices(to) {
-			img := to.Services[svc].Image
-			if _, err := u.engine.Image(ctx, img); err == nil {
+			if _, err := u.engine.Image(ctx, imageOf(to, svc)); err == nil {
 				continue
 			}
+			img := to.Services[svc].Image
 			ref, _ := name.NewDigest(img)
 			n, err := u.sizer(ctx, ref)
 			if err != nil {
@@ -388,6 +392,13 @@ func (u *Updater) pull(ctx context.Context, j *Journal, to State) error {
 		ref, err := name.NewDigest(to.Services[svc].Image)
 		if err != nil {
 			return err
+		}
+		if id := to.Services[svc].ImageID; id != "" {
+			// Loaded from an offline bundle: there is nothing to pull, and nowhere to pull from.
+			if _, err := u.engine.Image(ctx, id); err != nil {
+				return fmt.Errorf("%s: the image imported as %s is gone from the Engine: import the bundle again: %w", svc, id, err)
+			}
+			continue
 		}
 		wg.Add(1)
 		go func() {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/docker/docker/client"
+	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/sirupsen/logrus"
 	"github.com/sirupsen/logrus/hooks/test"
 
@@ -225,4 +226,13 @@ func rounded(m map[string]time.Duration) map[string]string {
 		out[k] = v.Round(time.Millisecond).String()
 	}
 	return out
+}
+
+func mustDigest(t *testing.T, s string) name.Digest {
+	t.Helper()
+	d, err := name.NewDigest(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
 }

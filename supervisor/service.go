@@ -100,7 +100,7 @@ func newSupervisor(ctx context.Context, cfg *config.Config, cfgPath string, even
 		// milliseconds of CPU.
 		HealthInterval: time.Second,
 		MinFreeBytes:   int64(s.MinFreeDiskMB) << 20,
-		BackupKeep:    s.BackupKeep,
+		BackupKeep:     s.BackupKeep,
 	}
 	u, err := update.New(ucfg, engine, verifier, update.RegistrySizer(auth), events, log)
 	if err != nil {

@@ -2,11 +2,13 @@ package runner
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/ringbridge/ringbridge/testsystem/crmsim"
@@ -28,6 +30,13 @@ type crmSim interface {
 	Ignore() []string
 	// Batched: the CRM's batch requests are expanded before comparing.
 	Batched() bool
+	// Install does what an admin does in the CRM once the connector runs (Bitrix24: install the
+	// application, which posts ONAPPINSTALL to the connector); nothing for amoCRM, whose
+	// connector exchanges the authorization code of Env by itself.
+	Install(ctx context.Context, s *suite.Suite) error
+	// CallID is the CRM's own id of the call among a call's requests (Bitrix24: the CALL_ID
+	// register answered), for the placeholder {crm_call_id}; "" when there is none.
+	CallID(reqs []crmsim.Request) string
 	Close() error
 }
 
@@ -76,6 +85,12 @@ func (a *amoSim) Ignore() []string {
 
 func (a *amoSim) Batched() bool { return false }
 
+func (a *amoSim) Install(context.Context, *suite.Suite) error { return nil }
+
+// CallID: amoCRM's calls carry the connector's uniq, so no id of amoCRM's is needed to follow
+// a call.
+func (a *amoSim) CallID([]crmsim.Request) string { return "" }
+
 func (a *amoSim) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -111,5 +126,49 @@ func (b *bitrixSim) Ignore() []string {
 }
 
 func (b *bitrixSim) Batched() bool { return true }
+
+// Install installs the application for the portal's first administrator and posts ONAPPINSTALL
+// to the connector's install handler, as the portal does when an admin installs it; the
+// connector's public server may still be starting, so a refused connection is tried again.
+func (b *bitrixSim) Install(ctx context.Context, s *suite.Suite) error {
+	inst, err := b.s.IssueInstall(bitrix.InstallOptions{})
+	if err != nil {
+		return fmt.Errorf("installing the application in the Bitrix24 simulator: %w", err)
+	}
+	handler := "http://" + s.Config.Bitrix.Listen + "/bitrix/install"
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		err := b.s.SendAppInstall(ctx, handler, inst)
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("posting ONAPPINSTALL to %s (bitrix.listen of %s): %w", handler, s.ConfigFile, err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// CallID is the CALL_ID the portal answered the call's first register with: the later requests
+// (show, hide, finish, attachRecord) must carry it.
+func (b *bitrixSim) CallID(reqs []crmsim.Request) string {
+	for _, r := range bitrix.ExpandBatch(reqs) {
+		if !strings.EqualFold(r.Method, "telephony.externalcall.register") {
+			continue
+		}
+		var answer struct {
+			Result struct {
+				CallID string `json:"CALL_ID"`
+			} `json:"result"`
+		}
+		if json.Unmarshal(r.Response, &answer) == nil && answer.Result.CallID != "" {
+			return answer.Result.CallID
+		}
+	}
+	return ""
+}
 
 func (b *bitrixSim) Close() error { return b.s.Close() }

@@ -134,9 +134,12 @@ func Run(ctx context.Context, opt Options) (*Summary, error) {
 	defer r.teardown()
 	for _, s := range suites {
 		var js junit.Suite
-		if setupErr != nil {
+		switch {
+		case setupErr != nil:
 			js = r.failSuite(s, time.Now(), "the run could not start", setupErr.Error())
-		} else {
+		case r.buildErr[s.CRM] != nil:
+			js = r.failSuite(s, time.Now(), "the "+s.CRM.Service()+" image did not build", r.buildErr[s.CRM].Error())
+		default:
 			js = r.suite(ctx, s)
 		}
 		sum.Report.Suites = append(sum.Report.Suites, js)
@@ -163,6 +166,8 @@ type run struct {
 	tmp   string
 	// streamAt is when the next call may start in the simulated PBX's time.
 	streamAt time.Time
+	// buildErr is why a CRM's connector image did not build.
+	buildErr map[suite.CRM]error
 }
 
 // setup prepares what every suite uses: Docker, the images, the Redis database, the broker's
@@ -178,17 +183,20 @@ func (r *run) setup(ctx context.Context, suites []*suite.Suite) error {
 	if err := r.stack.RemoveLeftovers(ctx); err != nil {
 		return err
 	}
-	services := []string{"ami-gateway"}
+	if err := r.stack.EnsureImages(ctx, []string{"ami-gateway"}, !r.opt.NoBuild); err != nil {
+		return err
+	}
+	// Each connector on its own: one that does not build fails its CRM's suites, not the others'.
+	r.buildErr = map[suite.CRM]error{}
 	for _, crm := range suite.CRMs {
 		for _, s := range suites {
 			if s.CRM == crm {
-				services = append(services, crm.Service())
+				if err := r.stack.EnsureImages(ctx, []string{crm.Service()}, !r.opt.NoBuild); err != nil {
+					r.buildErr[crm] = err
+				}
 				break
 			}
 		}
-	}
-	if err := r.stack.EnsureImages(ctx, services, !r.opt.NoBuild); err != nil {
-		return err
 	}
 	if r.redis, err = leaseRedisDB(ctx, r.opt.RedisAddr); err != nil {
 		return err
@@ -322,6 +330,14 @@ func (r *run) startSuite(ctx context.Context, s *suite.Suite, log logrus.FieldLo
 	if err := r.stack.Up(ctx, senv, services...); err != nil {
 		return env, err
 	}
+	// The connector is alive before the CRM installs it; it is ready only after.
+	connHealth := "http://" + cfg.HTTP[env.service].Listen + "/healthz"
+	if err := r.stack.WaitReady(ctx, env.service, connHealth, r.opt.ReadyTimeout); err != nil {
+		return env, err
+	}
+	if err := env.crm.Install(ctx, s); err != nil {
+		return env, fmt.Errorf("%w\n%s", err, r.stack.Logs(context.WithoutCancel(ctx), env.service, 15))
+	}
 	for _, svc := range services {
 		ready := "http://" + cfg.HTTP[svc].Listen + "/readyz"
 		if err := r.stack.WaitReady(ctx, svc, ready, r.opt.ReadyTimeout); err != nil {
@@ -448,6 +464,11 @@ func (r *run) call(ctx context.Context, s *suite.Suite, c *suite.Call, env *suit
 		"pbx":        ev.PBX,
 		"started_at": strconv.FormatInt(ev.StartedAt.Unix(), 10),
 		"recording":  ev.Recording,
+		// Filled so that an expectation using it without a register in the call says so.
+		"crm_call_id": "(no CALL_ID: no register in this call answered one)",
+	}
+	if id := env.crm.CallID(reqs); id != "" {
+		vars["crm_call_id"] = id
 	}
 	res := expect.Compare(c.Expect, reqs, expect.Options{Vars: vars, Ignore: env.crm.Ignore(), Batched: env.crm.Batched()})
 	jc.Time = time.Since(started)

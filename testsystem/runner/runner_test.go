@@ -17,6 +17,7 @@ import (
 	"github.com/ringbridge/ringbridge/testsystem/crmsim"
 	"github.com/ringbridge/ringbridge/testsystem/expect"
 	"github.com/ringbridge/ringbridge/testsystem/stack"
+	"github.com/ringbridge/ringbridge/testsystem/suite"
 )
 
 // TestRunEndToEnd runs testdata/suites/amo/tiny for real: images on the local Docker Engine,
@@ -121,10 +122,12 @@ func (j journal) Requests(since int) []crmsim.Request {
 	}
 	return out
 }
-func (journal) Env() map[string]string { return nil }
-func (journal) Ignore() []string       { return nil }
-func (journal) Batched() bool          { return false }
-func (journal) Close() error           { return nil }
+func (journal) Env() map[string]string                      { return nil }
+func (journal) Ignore() []string                            { return nil }
+func (journal) Batched() bool                               { return false }
+func (journal) Install(context.Context, *suite.Suite) error { return nil }
+func (journal) CallID([]crmsim.Request) string              { return "" }
+func (journal) Close() error                                { return nil }
 
 func TestWaitQuiet(t *testing.T) {
 	start := time.Now()

@@ -69,8 +69,10 @@ const (
 )
 
 // Vars are the placeholders a call's expectations may use; the runner fills them from the call
-// as played (fresh ids, the time it was played) and as ami-gateway reported it.
-var Vars = []string{"call_id", "pbx", "started_at", "recording"}
+// as played (fresh ids, the time it was played), as ami-gateway reported it (call_id: the
+// Linkedid; started_at: unix seconds; recording: the file name), and from the CRM's answers
+// (crm_call_id: the CALL_ID Bitrix24's register returned).
+var Vars = []string{"call_id", "pbx", "started_at", "recording", "crm_call_id"}
 
 // Suite is one folder: a config, a seed and test calls.
 type Suite struct {
@@ -226,12 +228,18 @@ func (s *Suite) loadConfig(dir string) error {
 		if u, err := url.Parse(cfg.Amo.Account); err != nil || u.Scheme != "http" || !loopbackPort(u.Host) {
 			bad("amo.account", "%q: the runner serves the amoCRM simulator there: write http://127.0.0.1:PORT, e.g. http://127.0.0.1:28180", cfg.Amo.Account)
 		}
+		if !loopbackPort(cfg.Amo.Listen) {
+			bad("amo.listen", "%q: the connector's public server shares this machine's network: write 127.0.0.1:PORT, e.g. 127.0.0.1:28103", cfg.Amo.Listen)
+		}
 		if cfg.Amo.Auth == "long_lived" {
 			bad("amo.auth", "long_lived: the suites run the OAuth install the product uses (the runner hands the connector an authorization code): write auth: oauth")
 		}
 	case Bitrix:
 		if u, err := url.Parse(cfg.Bitrix.Portal); err != nil || u.Scheme != "http" || !loopbackPort(u.Host) {
 			bad("bitrix.portal", "%q: the runner serves the Bitrix24 simulator there: write http://127.0.0.1:PORT, e.g. http://127.0.0.1:28280", cfg.Bitrix.Portal)
+		}
+		if !loopbackPort(cfg.Bitrix.Listen) {
+			bad("bitrix.listen", "%q: the simulated portal posts the install there, on this machine: write 127.0.0.1:PORT, e.g. 127.0.0.1:28102", cfg.Bitrix.Listen)
 		}
 	}
 	if len(ps) > 0 {
@@ -302,6 +310,21 @@ func (s *Suite) crossCheck(dir string) error {
 			if !users[u.UserID] {
 				ps = append(ps, fmt.Sprintf("%s: amo.users[%d].user_id: %d is no user of %s: add it there under users, or map the extension to one of its users", cfgFile, i, u.UserID, seedFile))
 			}
+		}
+	}
+	if s.CRM == Bitrix {
+		o, b := s.BitrixSeed, s.Config.Bitrix
+		if b.Mode == "app" && o.ClientID != b.App.ClientID {
+			ps = append(ps, fmt.Sprintf("%s: bitrix.app.client_id: %q, but %s client_id is %q: write the same id in both", cfgFile, b.App.ClientID, seedFile, o.ClientID))
+		}
+		if b.Mode == "app" && o.ClientSecret != b.App.ClientSecret.Reveal() {
+			ps = append(ps, fmt.Sprintf("%s: bitrix.app.client_secret differs from %s client_secret: write the same secret in both", cfgFile, seedFile))
+		}
+		if b.Mode == "app" && b.App.OAuthServer != b.Portal {
+			ps = append(ps, fmt.Sprintf("%s: bitrix.app.oauth_server: %q: the simulator is the OAuth server too: write %s", cfgFile, b.App.OAuthServer, b.Portal))
+		}
+		if b.Mode == "app" && b.PublicURL == "" {
+			ps = append(ps, fmt.Sprintf("%s: bitrix.public_url: not set: write http://%s, where the simulated portal reaches the connector", cfgFile, b.Listen))
 		}
 	}
 	if len(ps) > 0 {

@@ -84,7 +84,7 @@ func TestLoadErrors(t *testing.T) {
 		{name: "call-expect-missing", edits: []edit{{file: "calls/02-internal.yaml", old: "expect: []", new: ""}},
 			want: []string{"calls/02-internal.yaml:1: expect: missing: write the CRM requests the call must cause (expect: [] for a call that must cause none)"}},
 		{name: "call-expect-bad-placeholder", edits: []edit{{file: "calls/01-answered.yaml", old: "{call_id}", new: "{callid}"}},
-			want: []string{"calls/01-answered.yaml:15: expect[1].params.0.uniq: unknown placeholder {callid}: write one of {call_id} {pbx} {recording} {started_at}"}},
+			want: []string{"calls/01-answered.yaml:15: expect[1].params.0.uniq: unknown placeholder {callid}: write one of {call_id} {crm_call_id} {pbx} {recording} {started_at}"}},
 		{name: "call-settle-bad", edits: []edit{{file: "calls/01-answered.yaml", old: "settle: 2s", new: "settle: forever"}},
 			want: []string{"calls/01-answered.yaml:9: settle: \"forever\": write how long the CRM must get no request"}},
 		{name: "no-calls", edits: []edit{{file: "calls/01-answered.yaml", remove: true}, {file: "calls/02-internal.yaml", remove: true}},

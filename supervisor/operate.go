@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/ringbridge/ringbridge/internal/config"
@@ -28,7 +29,10 @@ func operatorSupervisor(ctx context.Context, fs *flag.FlagSet, path string, stdo
 		lcfg.Level = "warn"
 	}
 	log := logging.New("supervisor", lcfg, stderr, logging.WithRedactor(logging.NewRedactor(cfg.Secrets()...)))
+	var mu sync.Mutex // pulls report from several goroutines at once
 	events := update.EventsFunc(func(e update.Event) {
+		mu.Lock()
+		defer mu.Unlock()
 		if e.Pull != nil && !e.Pull.Finished {
 			return // one line per layer change would flood a terminal; the finished line is kept
 		}

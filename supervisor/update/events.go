@@ -18,8 +18,9 @@ type Event struct {
 	Pull    *docker.PullProgress `json:"pull,omitempty"`
 }
 
-// Events receives an update's events. Emit must not block: a slow consumer must not hold up a
-// swap, so an implementation drops or buffers.
+// Events receives an update's events. Emit is called from several goroutines at once (the pulls
+// run in parallel) and must not block: a slow consumer must not hold up a swap, so an
+// implementation drops or buffers.
 type Events interface {
 	Emit(Event)
 }

@@ -31,6 +31,9 @@ commands:
                   update now from this terminal (the chain to VERSION, the newest by default)
   status [--config FILE]
                   what is installed and how each service container is
+  bugreport [--out FILE] [--lines N] [--config FILE]
+                  one archive for support: containers' inspect data and logs, versions, journal,
+                  the config; every secret replaced by <secret>
   import [--to VERSION] [--config FILE] [-v] BUNDLE
                   install from an offline bundle (signed index + images and signatures as an OCI layout)
   plan --to VERSION [--installed VERSION] [--index LOCATION] [--channel C] [--key FILE] [--config FILE]
@@ -69,6 +72,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runStatus(ctx, args[1:], stdout, stderr)
 	case "import":
 		return runImport(ctx, args[1:], stdout, stderr)
+	case "bugreport":
+		return runBugreport(ctx, args[1:], stdout, stderr)
 	case "plan":
 		return runPlan(ctx, args[1:], stdout, stderr)
 	case "keygen":

@@ -3,6 +3,7 @@ package docker
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -340,4 +341,13 @@ func (e *Engine) Logs(ctx context.Context, id string, lines int) ([]byte, error)
 		return nil, fmt.Errorf("reading the logs of %s: %w", short(id), err)
 	}
 	return buf.Bytes(), nil
+}
+
+// InspectJSON is a container's full inspect data as the Engine returns it, for a bug report.
+func (e *Engine) InspectJSON(ctx context.Context, id string) ([]byte, error) {
+	ins, err := e.api.ContainerInspect(ctx, id)
+	if err != nil {
+		return nil, engineError("inspecting container "+short(id), err)
+	}
+	return json.MarshalIndent(ins, "", "  ")
 }

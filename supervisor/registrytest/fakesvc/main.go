@@ -9,6 +9,7 @@
 //	FAKESVC_VERSION  what "version" prints and what "run" appends to /data/starts
 //	FAKESVC_MIGRATE  what "migrate-config --in-place FILE" appends to FILE (empty: nothing to do;
 //	                 "fail": exit 1)
+//	FAKESVC_SAY      a line "run" prints at start (a test makes a service log a secret)
 package main
 
 import (
@@ -49,6 +50,9 @@ func run() int {
 	delay, _ := time.ParseDuration(os.Getenv("FAKESVC_DELAY"))
 	mode := os.Getenv("FAKESVC_MODE")
 	fmt.Printf("fakesvc %s starting in mode %q\n", os.Getenv("FAKESVC_VERSION"), mode)
+	if say := os.Getenv("FAKESVC_SAY"); say != "" {
+		fmt.Println(say)
+	}
 	if f, err := os.OpenFile("/data/starts", os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644); err == nil {
 		fmt.Fprintln(f, os.Getenv("FAKESVC_VERSION"))
 		f.Close()

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -90,55 +92,136 @@ func resetQueues(ctx context.Context, rawURL string, queues []string) error {
 	return nil
 }
 
-// watcher receives the call events of one PBX, to learn when ami-gateway has published a call's
-// end (the connector gets it at the same moment) and what the call became (its id, start time,
-// recording) for the expectations' placeholders.
-type watcher struct {
-	conn *amqp.Connection
-	ch   *amqp.Channel
-
-	mu      sync.Mutex
-	ended   map[string]*callevent.Event
-	changed chan struct{}
-	err     error
+// brokerLock takes part in internal/testenv's coordination of broker restarts: Go tests that
+// restart RabbitMQ (testenv.RestartRabbit) wait while a user holds $TMPDIR/ringbridge-rabbitmq.lock
+// shared, and give up after 90 s. The runner holds it for one suite at a time (well under 90 s), so
+// a restart in a Go test running beside it happens between suites, not under a call.
+type brokerLock struct {
+	main, gate *os.File
 }
 
-// watchCalls binds a queue of its own (exclusive, deleted when the runner disconnects) to
-// call.<pbx>.*.
-func watchCalls(ctx context.Context, rawURL, pbx string, log logrus.FieldLogger) (*watcher, error) {
-	conn, err := amqp.DialConfig(rawURL, amqp.Config{Dial: amqp.DefaultDial(5 * time.Second), Properties: amqp.Table{"connection_name": "testsystem.run.watch"}})
+func openBrokerLock() (*brokerLock, error) {
+	dir := os.TempDir()
+	main, err := os.OpenFile(filepath.Join(dir, "ringbridge-rabbitmq.lock"), os.O_CREATE|os.O_RDWR, 0o666)
+	if err != nil {
+		return nil, fmt.Errorf("broker lock: %w", err)
+	}
+	gate, err := os.OpenFile(filepath.Join(dir, "ringbridge-rabbitmq.gate"), os.O_CREATE|os.O_RDWR, 0o666)
+	if err != nil {
+		main.Close()
+		return nil, fmt.Errorf("broker lock: %w", err)
+	}
+	return &brokerLock{main: main, gate: gate}, nil
+}
+
+// hold takes the lock shared, through the gate (a restart waiting there goes first), and returns
+// its release.
+func (l *brokerLock) hold(ctx context.Context) (func(), error) {
+	if err := flockWait(ctx, l.gate, syscall.LOCK_SH); err != nil {
+		return nil, err
+	}
+	err := flockWait(ctx, l.main, syscall.LOCK_SH)
+	_ = syscall.Flock(int(l.gate.Fd()), syscall.LOCK_UN)
+	if err != nil {
+		return nil, err
+	}
+	return func() { _ = syscall.Flock(int(l.main.Fd()), syscall.LOCK_UN) }, nil
+}
+
+func (l *brokerLock) close() {
+	l.main.Close()
+	l.gate.Close()
+}
+
+// flockWait takes a lock, polling so that ctx can end the wait.
+func flockWait(ctx context.Context, f *os.File, how int) error {
+	for {
+		err := syscall.Flock(int(f.Fd()), how|syscall.LOCK_NB)
+		if err == nil {
+			return nil
+		}
+		if err != syscall.EWOULDBLOCK && err != syscall.EINTR {
+			return fmt.Errorf("broker lock %s: %w", f.Name(), err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for a RabbitMQ restart to finish: %w", ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// watcher receives the call events of one PBX, to learn when ami-gateway has published a call's
+// end (the connector gets it at the same moment) and what the call became (its id, start time,
+// recording) for the expectations' placeholders. Its queue is durable and reconnected, so a
+// broker restart (another test's, or a person's) loses no event; RabbitMQ deletes it 10 minutes
+// after its last consumer left, should the runner die without deleting it.
+type watcher struct {
+	url, queue, pbx string
+	log             logrus.FieldLogger
+
+	mu      sync.Mutex
+	conn    *amqp.Connection
+	ended   map[string]*callevent.Event
+	changed chan struct{}
+	closed  bool
+}
+
+// watchCalls binds the queue to call.<pbx>.* and starts consuming it.
+func watchCalls(ctx context.Context, rawURL, pbx, queue string, log logrus.FieldLogger) (*watcher, error) {
+	w := &watcher{url: rawURL, queue: queue, pbx: pbx, log: log, ended: map[string]*callevent.Event{}, changed: make(chan struct{})}
+	deliveries, err := w.connect()
 	if err != nil {
 		return nil, fmt.Errorf("watching call events: %w", err)
 	}
-	w := &watcher{conn: conn, ended: map[string]*callevent.Event{}, changed: make(chan struct{})}
-	fail := func(err error) (*watcher, error) {
-		conn.Close()
-		return nil, fmt.Errorf("watching call events: %w", err)
+	go w.run(deliveries)
+	return w, nil
+}
+
+func (w *watcher) connect() (<-chan amqp.Delivery, error) {
+	conn, err := amqp.DialConfig(w.url, amqp.Config{Dial: amqp.DefaultDial(5 * time.Second), Properties: amqp.Table{"connection_name": "testsystem.run.watch"}})
+	if err != nil {
+		return nil, err
 	}
-	if w.ch, err = conn.Channel(); err != nil {
+	fail := func(err error) (<-chan amqp.Delivery, error) {
+		conn.Close()
+		return nil, err
+	}
+	ch, err := conn.Channel()
+	if err != nil {
 		return fail(err)
 	}
 	// The same declaration as every service's (bus.StandardExchanges), so whoever comes first
 	// makes it.
-	if err := w.ch.ExchangeDeclare(bus.ExchangeCalls, amqp.ExchangeTopic, true, false, false, false, nil); err != nil {
+	if err := ch.ExchangeDeclare(bus.ExchangeCalls, amqp.ExchangeTopic, true, false, false, false, nil); err != nil {
 		return fail(err)
 	}
-	q, err := w.ch.QueueDeclare("", false, true, true, false, nil)
+	if _, err := ch.QueueDeclare(w.queue, true, false, false, false, amqp.Table{"x-expires": int32(10 * 60 * 1000)}); err != nil {
+		return fail(err)
+	}
+	if err := ch.QueueBind(w.queue, "call."+w.pbx+".*", bus.ExchangeCalls, false, nil); err != nil {
+		return fail(err)
+	}
+	deliveries, err := ch.Consume(w.queue, "", true, false, false, false, nil)
 	if err != nil {
 		return fail(err)
 	}
-	if err := w.ch.QueueBind(q.Name, "call."+pbx+".*", bus.ExchangeCalls, false, nil); err != nil {
-		return fail(err)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return fail(errors.New("closed"))
 	}
-	deliveries, err := w.ch.Consume(q.Name, "", true, true, false, false, nil)
-	if err != nil {
-		return fail(err)
-	}
-	go func() {
+	w.conn = conn
+	return deliveries, nil
+}
+
+// run reads events, and reconnects when the broker goes away.
+func (w *watcher) run(deliveries <-chan amqp.Delivery) {
+	for {
 		for d := range deliveries {
 			ev, err := callevent.Unmarshal(d.Body)
 			if err != nil {
-				log.WithError(err).Warn("a call event the runner cannot read")
+				w.log.WithError(err).Warn("a call event the runner cannot read")
 				continue
 			}
 			if ev.Kind == callevent.Ended {
@@ -149,28 +232,32 @@ func watchCalls(ctx context.Context, rawURL, pbx string, log logrus.FieldLogger)
 				w.mu.Unlock()
 			}
 		}
-		w.mu.Lock()
-		if w.err == nil {
-			w.err = errors.New("the connection to RabbitMQ closed")
+		for delay := 250 * time.Millisecond; ; delay = min(2*delay, 2*time.Second) {
+			w.mu.Lock()
+			closed := w.closed
+			w.mu.Unlock()
+			if closed {
+				return
+			}
+			var err error
+			if deliveries, err = w.connect(); err == nil {
+				w.log.Info("call events: reconnected to RabbitMQ")
+				break
+			}
+			w.log.WithError(err).Warn("call events: RabbitMQ is away, reconnecting")
+			time.Sleep(delay)
 		}
-		close(w.changed)
-		w.changed = make(chan struct{})
-		w.mu.Unlock()
-	}()
-	return w, nil
+	}
 }
 
 // waitEnded waits for the ended event of a call.
 func (w *watcher) waitEnded(ctx context.Context, callID string) (*callevent.Event, error) {
 	for {
 		w.mu.Lock()
-		ev, ch, err := w.ended[callID], w.changed, w.err
+		ev, ch := w.ended[callID], w.changed
 		w.mu.Unlock()
 		if ev != nil {
 			return ev, nil
-		}
-		if err != nil {
-			return nil, err
 		}
 		select {
 		case <-ch:
@@ -180,9 +267,17 @@ func (w *watcher) waitEnded(ctx context.Context, callID string) (*callevent.Even
 	}
 }
 
+// close stops the watcher and deletes its queue.
 func (w *watcher) close() {
 	w.mu.Lock()
-	w.err = errors.New("closed")
+	w.closed = true
+	conn := w.conn
 	w.mu.Unlock()
-	w.conn.Close()
+	if conn == nil {
+		return
+	}
+	if ch, err := conn.Channel(); err == nil {
+		_, _ = ch.QueueDelete(w.queue, false, false, false)
+	}
+	conn.Close()
 }

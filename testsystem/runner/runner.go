@@ -168,6 +168,9 @@ type run struct {
 	streamAt time.Time
 	// buildErr is why a CRM's connector image did not build.
 	buildErr map[suite.CRM]error
+	// broker is held during each suite (see brokerLock).
+	broker *brokerLock
+	suites int
 }
 
 // setup prepares what every suite uses: Docker, the images, the Redis database, the broker's
@@ -201,6 +204,9 @@ func (r *run) setup(ctx context.Context, suites []*suite.Suite) error {
 	if r.redis, err = leaseRedisDB(ctx, r.opt.RedisAddr); err != nil {
 		return err
 	}
+	if r.broker, err = openBrokerLock(); err != nil {
+		return err
+	}
 	return ensureVhost(ctx, r.opt.AMQPURL, r.log)
 }
 
@@ -212,6 +218,9 @@ func (r *run) teardown() {
 	}
 	if r.redis != nil {
 		r.redis.release()
+	}
+	if r.broker != nil {
+		r.broker.close()
 	}
 	if r.tmp != "" {
 		os.RemoveAll(r.tmp)
@@ -239,6 +248,14 @@ func (r *run) printf(format string, args ...any) {
 func (r *run) suite(ctx context.Context, s *suite.Suite) junit.Suite {
 	started := time.Now()
 	log := r.log.WithField("suite", s.ID())
+	release, err := r.broker.hold(ctx)
+	if err != nil {
+		return r.failSuite(s, started, "RabbitMQ was not free", err.Error())
+	}
+	if w := time.Since(started); w > 500*time.Millisecond {
+		log.WithField("waited", w.Round(100*time.Millisecond).String()).Info("waited for a RabbitMQ restart by a Go test to finish")
+	}
+	defer release() // after the services are gone (the defer below runs first)
 	env, err := r.startSuite(ctx, s, log)
 	defer func() {
 		// The services first: they must not retry against simulators that are gone.
@@ -313,7 +330,9 @@ func (r *run) startSuite(ctx context.Context, s *suite.Suite, log logrus.FieldLo
 	if err := env.ami.Listen(cfg.AMI.Address); err != nil {
 		return env, fmt.Errorf("the simulated PBX cannot listen on %s (ami.address of %s): %w", cfg.AMI.Address, s.ConfigFile, err)
 	}
-	if env.watch, err = watchCalls(ctx, r.opt.AMQPURL, cfg.PBX, log); err != nil {
+	r.suites++
+	queue := fmt.Sprintf("testsystem.run.%s.%d", r.id, r.suites)
+	if env.watch, err = watchCalls(ctx, r.opt.AMQPURL, cfg.PBX, queue, log); err != nil {
 		return env, err
 	}
 	envFile, err := r.writeEnv(s, env.crm.Env())

@@ -145,7 +145,7 @@ func flockWait(ctx context.Context, f *os.File, how int) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("waiting for a RabbitMQ restart to finish: %w", ctx.Err())
+			return fmt.Errorf("waiting for %s: %w", f.Name(), ctx.Err())
 		case <-time.After(20 * time.Millisecond):
 		}
 	}

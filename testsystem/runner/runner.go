@@ -10,6 +10,7 @@ package runner
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"io"
 	"net"
@@ -18,6 +19,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -129,6 +131,13 @@ func Run(ctx context.Context, opt Options) (*Summary, error) {
 	r := &run{opt: opt, log: opt.Log, gen: amisim.NewGenerator(), id: stack.RunID()}
 	sum := &Summary{Report: junit.Report{Name: "ringbridge testsystem"}}
 	defer func() { sum.Took = time.Since(start) }()
+
+	// Runs of the same suites use the same ports and vhost: one at a time on a machine.
+	unlock, err := lockRun(ctx, opt.SuitesDir, opt.Log)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 
 	setupErr := r.setup(ctx, suites)
 	defer r.teardown()
@@ -583,6 +592,32 @@ func firstLinkedid(rec *amisim.Recording) string {
 		}
 	}
 	return ""
+}
+
+// lockRun makes runs of the same suites on this machine take turns (several people and CI may
+// share it); the lock is a flock, so a killed run frees it.
+func lockRun(ctx context.Context, suitesDir string, log logrus.FieldLogger) (func(), error) {
+	abs, err := filepath.Abs(suitesDir)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256([]byte(abs))
+	path := filepath.Join(os.TempDir(), fmt.Sprintf("ringbridge-testsystem-%x.lock", sum[:6]))
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o666)
+	if err != nil {
+		return nil, fmt.Errorf("run lock: %w", err)
+	}
+	if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil {
+		holder, _ := os.ReadFile(path)
+		log.WithField("lock", path).WithField("holder", strings.TrimSpace(string(holder))).Info("another testsystem run of these suites is running; waiting for it to end")
+		if err := flockWait(ctx, f, syscall.LOCK_EX); err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
+	_ = f.Truncate(0)
+	_, _ = f.WriteAt([]byte(fmt.Sprintf("pid %d since %s\n", os.Getpid(), time.Now().Format(time.RFC3339))), 0)
+	return func() { f.Close() }, nil
 }
 
 // relative shortens a path under the working directory, for the file names in messages.

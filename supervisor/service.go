@@ -199,17 +199,45 @@ func (sv *supervisor) StartUpdate(ctx context.Context, to string) (string, error
 		defer sv.wg.Done()
 		defer sv.updating.Store(false)
 		_, err := sv.updater.Walk(sv.ctx, chain)
-		sv.mu.Lock()
-		sv.lastErr = ""
-		if err != nil {
-			sv.lastErr = err.Error()
-		}
-		sv.mu.Unlock()
+		sv.setLastErr(err)
 		if err != nil {
 			sv.log.WithError(err).Error("update failed")
+			return
+		}
+		// A release that passed its gate and then crash-loops is reverted.
+		reverted, err := sv.updater.Watch(sv.ctx, sv.cfg.Supervisor.Watch, 5*time.Second, 3)
+		if reverted {
+			sv.setLastErr(fmt.Errorf("%s crash-looped after the update and was reverted (%v)", chain.Target().Version, err))
 		}
 	}()
 	return chain.Target().Version.String(), nil
+}
+
+// StartRollback implements control.Supervisor: revert the last committed update, in the background.
+func (sv *supervisor) StartRollback(ctx context.Context) error {
+	if !sv.updating.CompareAndSwap(false, true) {
+		return retry.Temporary(update.ErrBusy)
+	}
+	sv.wg.Add(1)
+	go func() {
+		defer sv.wg.Done()
+		defer sv.updating.Store(false)
+		_, err := sv.updater.Revert(sv.ctx, "asked by admin")
+		sv.setLastErr(err)
+		if err != nil {
+			sv.log.WithError(err).Error("rollback failed")
+		}
+	}()
+	return nil
+}
+
+func (sv *supervisor) setLastErr(err error) {
+	sv.mu.Lock()
+	defer sv.mu.Unlock()
+	sv.lastErr = ""
+	if err != nil {
+		sv.lastErr = err.Error()
+	}
 }
 
 // loadFull reads the whole config without requiring the services' sections to be complete: the

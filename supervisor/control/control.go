@@ -27,6 +27,9 @@ const (
 	VerbCheck  = "check"  // the newest release on the channel and the plan to it
 	VerbPlan   = "plan"   // the plan to Request.To
 	VerbUpdate = "update" // start the update to Request.To (the newest when empty); progress on supervisor.events
+	// VerbRollback reverts the last committed update (its release, config and, after a
+	// migration, volumes from the backup taken before it); progress on supervisor.events.
+	VerbRollback = "rollback"
 )
 
 // Request is one request from admin.
@@ -84,6 +87,8 @@ type Supervisor interface {
 	// StartUpdate starts the update to `to` (the newest when empty) and returns at once with the
 	// target version; progress goes to the events.
 	StartUpdate(ctx context.Context, to string) (string, error)
+	// StartRollback starts reverting the last committed update and returns at once.
+	StartRollback(ctx context.Context) error
 }
 
 // Handler answers requests with s. A failure is an error in the Reply, not an RPC error: the
@@ -109,8 +114,10 @@ func Handler(s Supervisor, log logrus.FieldLogger) bus.RPCHandler {
 			}
 		case VerbUpdate:
 			rep.Started, err = s.StartUpdate(ctx, req.To)
+		case VerbRollback:
+			err = s.StartRollback(ctx)
 		default:
-			err = fmt.Errorf("unknown verb %q: use status, check, plan or update", req.Verb)
+			err = fmt.Errorf("unknown verb %q: use status, check, plan, update or rollback", req.Verb)
 		}
 		if err != nil {
 			rep.Error, rep.Retry = err.Error(), retry.Helps(err)

@@ -39,6 +39,8 @@ func (f *fakeSupervisor) StartUpdate(_ context.Context, to string) (string, erro
 	return f.started, nil
 }
 
+func (f *fakeSupervisor) StartRollback(context.Context) error { return nil }
+
 func unique(prefix string) string {
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
@@ -127,6 +129,7 @@ func TestRPCAndEvents(t *testing.T) {
 		{"plan without to", Request{Verb: VerbPlan}, func(r Reply) bool { return r.Error != "" }},
 		{"update", Request{Verb: VerbUpdate}, func(r Reply) bool { return r.Started == "1.2.0" && r.Error == "" }},
 		{"update while busy", Request{Verb: VerbUpdate, To: "busy"}, func(r Reply) bool { return r.Retry && r.Error != "" }},
+		{"rollback", Request{Verb: VerbRollback}, func(r Reply) bool { return r.Error == "" }},
 		{"unknown verb", Request{Verb: "reboot"}, func(r Reply) bool { return r.Error != "" }},
 	}
 	for _, c := range cases {

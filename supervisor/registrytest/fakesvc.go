@@ -36,6 +36,8 @@ type FakeService struct {
 	Mode    string // healthy, unhealthy, crash
 	Delay   time.Duration
 	Migrate string // what migrate-config appends ("" nothing, "fail" fails)
+	// CrashAfter makes a healthy service exit this long after becoming healthy.
+	CrashAfter time.Duration
 	// HealthInterval is the HEALTHCHECK interval (default 200ms: tests wait for health often).
 	HealthInterval time.Duration
 	// StartPeriod is the HEALTHCHECK start period (failures in it do not count).
@@ -65,6 +67,7 @@ func FakeServiceImage(bin []byte, f FakeService) (v1.Image, error) {
 		Env: []string{
 			"FAKESVC_MODE=" + f.Mode, "FAKESVC_VERSION=" + f.Version,
 			"FAKESVC_DELAY=" + f.Delay.String(), "FAKESVC_MIGRATE=" + f.Migrate,
+			"FAKESVC_CRASH_AFTER=" + f.CrashAfter.String(),
 		},
 		Labels: map[string]string{
 			"io.ringbridge.service":            f.Service,

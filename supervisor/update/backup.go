@@ -155,10 +155,10 @@ func (u *Updater) restoreConfig(id string) error {
 	return nil
 }
 
-// restoreVolumes puts the backup's volumes back: the containers of the services that use them are
-// removed first (converge recreates them afterwards).
-func (u *Updater) restoreVolumes(ctx context.Context, j *Journal) error {
-	m, err := u.readManifest(j.Backup)
+// restoreVolumes puts the volumes of backup id back: the containers of the services that use them
+// are removed first (converge recreates them afterwards).
+func (u *Updater) restoreVolumes(ctx context.Context, j *Journal, id string) error {
+	m, err := u.readManifest(id)
 	if err != nil {
 		return err
 	}
@@ -191,7 +191,7 @@ func (u *Updater) restoreVolumes(ctx context.Context, j *Journal) error {
 				break
 			}
 		}
-		f, err := os.Open(u.backupPath(j.Backup, "volumes", vol+".tar"))
+		f, err := os.Open(u.backupPath(id, "volumes", vol+".tar"))
 		if err != nil {
 			return fmt.Errorf("restoring volume %s: %w", vol, err)
 		}
@@ -200,7 +200,7 @@ func (u *Updater) restoreVolumes(ctx context.Context, j *Journal) error {
 		if err != nil {
 			return fmt.Errorf("restoring volume %s: %w", vol, err)
 		}
-		u.emit(j, "rollback", "", "volume "+vol+" restored from backup "+j.Backup)
+		u.emit(j, "rollback", "", "volume "+vol+" restored from backup "+id)
 	}
 	return nil
 }

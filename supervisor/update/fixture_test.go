@@ -100,6 +100,8 @@ type relOpts struct {
 	migrate  string            // what the release's migration appends to the config ("" none)
 	signer   *sign.Signer      // who signs (the release key by default)
 	unsigned bool
+	// crashAfter makes each service of the release exit this long after becoming healthy.
+	crashAfter time.Duration
 }
 
 // rel builds, pushes and signs the images of one release.
@@ -117,7 +119,7 @@ func (f *fixture) rel(t *testing.T, version string, o relOpts) *release.Release 
 			mode = "healthy"
 		}
 		img, err := registrytest.FakeServiceImage(f.bin, registrytest.FakeService{Service: svc.Name, Version: version, Mode: mode,
-			Migrate: o.migrate, StartPeriod: 3 * time.Second})
+			Migrate: o.migrate, StartPeriod: 3 * time.Second, CrashAfter: o.crashAfter})
 		if err != nil {
 			t.Fatal(err)
 		}

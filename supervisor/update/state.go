@@ -51,12 +51,15 @@ type Journal struct {
 	// ConfigWritten says the live config was replaced by the migrated one (a rollback puts the
 	// backup back).
 	ConfigWritten bool `json:"config_written,omitempty"`
-	// Migrated says a config migration ran; a rollback then also restores the volumes.
-	Migrated bool      `json:"migrated,omitempty"`
-	Steps    []string  `json:"steps"`
-	Error    string    `json:"error,omitempty"`
-	Started  time.Time `json:"started"`
-	Updated  time.Time `json:"updated"`
+	// Migrated says a config migration ran (or, for a revert, that volumes were restored); a
+	// rollback then also restores the volumes.
+	Migrated bool `json:"migrated,omitempty"`
+	// Revert says this goes back to the release a committed update replaced.
+	Revert  bool      `json:"revert,omitempty"`
+	Steps   []string  `json:"steps"`
+	Error   string    `json:"error,omitempty"`
+	Started time.Time `json:"started"`
+	Updated time.Time `json:"updated"`
 }
 
 const (

@@ -44,6 +44,7 @@ type Engine interface {
 	Remove(ctx context.Context, id string) error
 	Rename(ctx context.Context, id, newName string) error
 	List(ctx context.Context) ([]docker.Container, error)
+	Inspect(ctx context.Context, id string) (docker.Container, error)
 	WaitHealthy(ctx context.Context, id string, timeout, settle time.Duration) error
 	BackupVolume(ctx context.Context, vol, image string, w io.Writer) (int64, error)
 	RestoreVolume(ctx context.Context, vol, image string, r io.Reader) error
@@ -275,10 +276,7 @@ func (u *Updater) Update(ctx context.Context, rel *release.Release) (*Report, er
 		return rep, err
 	}
 	var migrated []byte
-	steps := []struct {
-		name string
-		run  func() error
-	}{
+	steps := []step{
 		{"backup", func() error { return u.backupStep(ctx, j) }},
 		{"migrate", func() error {
 			var err error
@@ -288,6 +286,25 @@ func (u *Updater) Update(ctx context.Context, rel *release.Release) (*Report, er
 		{"config", func() error { return u.configStep(j, migrated) }},
 		{"swap", func() error { return u.converge(ctx, j, to, rep) }},
 	}
+	if err := u.runSteps(ctx, j, rep, stage, steps); err != nil {
+		return rep, err
+	}
+	if err := u.commit(ctx, j); err != nil {
+		return rep, err
+	}
+	rep.Took = u.now().Sub(start)
+	u.emit(j, "commit", "", fmt.Sprintf("%s installed in %s", rel.Version, rep.Took.Round(time.Millisecond)))
+	return rep, nil
+}
+
+// step is one journaled stage of an update.
+type step struct {
+	name string
+	run  func() error
+}
+
+// runSteps runs steps in order, journaling each one done; the first failure rolls back.
+func (u *Updater) runSteps(ctx context.Context, j *Journal, rep *Report, stage func(string, func() error) error, steps []step) error {
 	for _, s := range steps {
 		err := stage(s.name, s.run)
 		if err == nil {
@@ -298,18 +315,13 @@ func (u *Updater) Update(ctx context.Context, rel *release.Release) (*Report, er
 			err = u.crash(s.name)
 		}
 		if errors.Is(err, errCrash) {
-			return rep, err
+			return err
 		}
 		if err != nil {
-			return rep, u.rollback(ctx, j, rep, err)
+			return u.rollback(ctx, j, rep, err)
 		}
 	}
-	if err := u.commit(ctx, j); err != nil {
-		return rep, err
-	}
-	rep.Took = u.now().Sub(start)
-	u.emit(j, "commit", "", fmt.Sprintf("%s installed in %s", rel.Version, rep.Took.Round(time.Millisecond)))
-	return rep, nil
+	return nil
 }
 
 // crash returns errCrash when a test asked the update to die at point.
@@ -434,6 +446,9 @@ func (u *Updater) commit(ctx context.Context, j *Journal) error {
 	if err := writeJSON(filepath.Join(u.cfg.DataDir, stateFile), j.To); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
+	if err := u.recordPrevious(j); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
 	if err := os.Remove(filepath.Join(u.cfg.DataDir, journalFile)); err != nil {
 		return fmt.Errorf("commit: ending the journal: %w", err)
 	}
@@ -483,7 +498,7 @@ func (e *RollbackError) Unwrap() error { return e.Cause }
 // undo puts the previous release back and ends the journal.
 func (u *Updater) undo(ctx context.Context, j *Journal) error {
 	if j.Migrated && j.Backup != "" {
-		if err := u.restoreVolumes(ctx, j); err != nil {
+		if err := u.restoreVolumes(ctx, j, j.Backup); err != nil {
 			return err
 		}
 	}

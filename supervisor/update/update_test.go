@@ -288,3 +288,43 @@ func TestBusy(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// TestWatchRevertsCrashLoop commits an update whose gateway passes its gate and then crash-loops
+// under its restart policy: the watch reverts to the previous release and its config.
+func TestWatchRevertsCrashLoop(t *testing.T) {
+	f := newFixture(t)
+	u := f.updater(t)
+	ctx := context.Background()
+	if _, err := u.Revert(ctx, "test"); !errors.Is(err, ErrNothingToRevert) {
+		t.Fatalf("revert with nothing installed: %v", err)
+	}
+	v100 := f.rel(t, "1.0.0", relOpts{})
+	v110 := f.rel(t, "1.1.0", relOpts{migrate: "schema2: true", crashAfter: 1500 * time.Millisecond})
+	if _, err := u.Update(ctx, v100); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := u.Update(ctx, v110); err != nil {
+		t.Fatalf("the crash-looping release should pass its gate: %v", err)
+	}
+	if f.config(t) != initialConfig+"schema2: true\n" {
+		t.Fatalf("config after the update: %q", f.config(t))
+	}
+	start := time.Now()
+	reverted, err := u.Watch(ctx, 60*time.Second, 250*time.Millisecond, 2)
+	if err != nil || !reverted {
+		t.Fatalf("watch: reverted %v, err %v", reverted, err)
+	}
+	t.Logf("crash loop noticed and reverted %s after the commit", time.Since(start).Round(time.Millisecond))
+	f.expectRelease(t, v100)
+	if f.config(t) != initialConfig {
+		t.Fatalf("config after the revert: %q", f.config(t))
+	}
+	// A revert is not reverted, and a quiet watch does nothing.
+	if _, err := u.Revert(ctx, "again"); !errors.Is(err, ErrNothingToRevert) {
+		t.Fatalf("second revert: %v", err)
+	}
+	if reverted, err := u.Watch(ctx, time.Second, 200*time.Millisecond, 2); reverted || err != nil {
+		t.Fatalf("quiet watch: %v %v", reverted, err)
+	}
+	f.expectRelease(t, v100)
+}

@@ -10,6 +10,8 @@
 //	FAKESVC_MIGRATE  what "migrate-config --in-place FILE" appends to FILE (empty: nothing to do;
 //	                 "fail": exit 1)
 //	FAKESVC_SAY      a line "run" prints at start (a test makes a service log a secret)
+//	FAKESVC_CRASH_AFTER  in mode healthy: exit 3 this long after becoming healthy (a crash loop
+//	                 under a restart policy)
 package main
 
 import (
@@ -76,6 +78,16 @@ func run() int {
 			return 1
 		}
 		fmt.Println("fakesvc healthy")
+		if after, err := time.ParseDuration(os.Getenv("FAKESVC_CRASH_AFTER")); err == nil && after > 0 {
+			select {
+			case <-time.After(after):
+				fmt.Println("fakesvc crashing after being healthy")
+				os.Remove(healthyFile)
+				return 3
+			case <-stop:
+				return 0
+			}
+		}
 	}
 	<-stop
 	fmt.Println("fakesvc stopping")

@@ -34,6 +34,10 @@ commands:
   bugreport [--out FILE] [--lines N] [--config FILE]
                   one archive for support: containers' inspect data and logs, versions, journal,
                   the config; every secret replaced by <secret>
+  backup [--list] [--config FILE]
+                  take a backup of the config and the services' volumes now (or list them)
+  restore [--config FILE] BACKUP-ID
+                  put a backup of the installed version back and restart the services on it
   import [--to VERSION] [--config FILE] [-v] BUNDLE
                   install from an offline bundle (signed index + images and signatures as an OCI layout)
   plan --to VERSION [--installed VERSION] [--index LOCATION] [--channel C] [--key FILE] [--config FILE]
@@ -72,6 +76,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runStatus(ctx, args[1:], stdout, stderr)
 	case "import":
 		return runImport(ctx, args[1:], stdout, stderr)
+	case "backup":
+		return runBackup(ctx, args[1:], stdout, stderr)
+	case "restore":
+		return runRestore(ctx, args[1:], stdout, stderr)
 	case "bugreport":
 		return runBugreport(ctx, args[1:], stdout, stderr)
 	case "plan":

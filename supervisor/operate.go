@@ -123,3 +123,59 @@ func runUpdate(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fmt.Fprintf(stdout, "%s installed in %s\n", chain.Target().Version, time.Since(start).Round(time.Millisecond))
 	return 0
 }
+
+func runBackup(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("backup", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "config file (default $RINGBRIDGE_CONFIG or "+config.DefaultPath+")")
+	list := fs.Bool("list", false, "list the backups instead of taking one")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	sv, ok := operatorSupervisor(ctx, fs, *path, stdout, stderr, false)
+	if !ok {
+		return 1
+	}
+	if *list {
+		bs, err := sv.updater.Backups()
+		if err != nil {
+			fmt.Fprintf(stderr, "supervisor backup: %v\n", err)
+			return 1
+		}
+		for _, b := range bs {
+			fmt.Fprintf(stdout, "%s  %s  version %-10s config %-5v volumes %v  %s\n", b.ID, b.Created.Format(time.RFC3339), b.Version, b.Config, b.Volumes, b.Reason)
+		}
+		return 0
+	}
+	m, err := sv.updater.Backup(ctx, "asked by an operator")
+	if err != nil {
+		fmt.Fprintf(stderr, "supervisor backup: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "backup %s: config %v, volumes %v\n", m.ID, m.Config, m.Volumes)
+	return 0
+}
+
+func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("restore", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "config file (default $RINGBRIDGE_CONFIG or "+config.DefaultPath+")")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() != 1 {
+		fmt.Fprintln(stderr, "usage: supervisor restore [--config FILE] BACKUP-ID   (supervisor backup --list shows them)")
+		return 2
+	}
+	sv, ok := operatorSupervisor(ctx, fs, *path, stdout, stderr, false)
+	if !ok {
+		return 1
+	}
+	rep, err := sv.updater.Restore(ctx, fs.Arg(0))
+	if err != nil {
+		fmt.Fprintf(stderr, "supervisor restore: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "backup %s restored in %s\n", fs.Arg(0), rep.Took.Round(time.Millisecond))
+	return 0
+}

@@ -231,6 +231,36 @@ func (sv *supervisor) StartRollback(ctx context.Context) error {
 	return nil
 }
 
+// Backup implements control.Supervisor.
+func (sv *supervisor) Backup(ctx context.Context) (string, error) {
+	if sv.updating.Load() {
+		return "", retry.Temporary(update.ErrBusy)
+	}
+	m, err := sv.updater.Backup(ctx, "asked by admin")
+	if err != nil {
+		return "", err
+	}
+	return m.ID, nil
+}
+
+// StartRestore implements control.Supervisor: restore a backup, in the background.
+func (sv *supervisor) StartRestore(ctx context.Context, id string) error {
+	if !sv.updating.CompareAndSwap(false, true) {
+		return retry.Temporary(update.ErrBusy)
+	}
+	sv.wg.Add(1)
+	go func() {
+		defer sv.wg.Done()
+		defer sv.updating.Store(false)
+		_, err := sv.updater.Restore(sv.ctx, id)
+		sv.setLastErr(err)
+		if err != nil {
+			sv.log.WithError(err).Error("restore failed")
+		}
+	}()
+	return nil
+}
+
 func (sv *supervisor) setLastErr(err error) {
 	sv.mu.Lock()
 	defer sv.mu.Unlock()

@@ -89,4 +89,22 @@ supervisor:
 	if rc != 0 || !strings.Contains(out, "nothing to do") {
 		t.Fatalf("update when current: rc %d\n%s", rc, out)
 	}
+
+	rc, out, errs = runCLI(t, "backup", "--config", cfgPath)
+	if rc != 0 || !strings.HasPrefix(out, "backup ") {
+		t.Fatalf("backup: rc %d\n%s\n%s", rc, out, errs)
+	}
+	id := strings.TrimSuffix(strings.Fields(out)[1], ":")
+	rc, out, _ = runCLI(t, "backup", "--list", "--config", cfgPath)
+	if rc != 0 || !strings.Contains(out, id) || !strings.Contains(out, "asked by an operator") {
+		t.Fatalf("backup --list:\n%s", out)
+	}
+	rc, out, errs = runCLI(t, "restore", "--config", cfgPath, id)
+	if rc != 0 || !strings.Contains(out, "restored") {
+		t.Fatalf("restore: rc %d\n%s\n%s", rc, out, errs)
+	}
+	rc, _, errs = runCLI(t, "restore", "--config", cfgPath, "no-such-backup")
+	if rc != 1 || !strings.Contains(errs, "incomplete or missing") {
+		t.Fatalf("restore of an unknown backup: rc %d\n%s", rc, errs)
+	}
 }

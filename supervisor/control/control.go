@@ -30,12 +30,15 @@ const (
 	// VerbRollback reverts the last committed update (its release, config and, after a
 	// migration, volumes from the backup taken before it); progress on supervisor.events.
 	VerbRollback = "rollback"
+	VerbBackup   = "backup"  // take a backup now; the reply names it
+	VerbRestore  = "restore" // put Request.Backup back (config and volumes) and restart the services
 )
 
 // Request is one request from admin.
 type Request struct {
-	Verb string `json:"verb"`
-	To   string `json:"to,omitempty"`
+	Verb   string `json:"verb"`
+	To     string `json:"to,omitempty"`
+	Backup string `json:"backup,omitempty"` // for restore
 }
 
 // Reply answers a Request. Error is set when it failed, Retry when asking again later may work.
@@ -46,6 +49,8 @@ type Reply struct {
 	Plan   *Plan   `json:"plan,omitempty"`
 	// Started is the version an accepted update goes to.
 	Started string `json:"started,omitempty"`
+	// Backup names the backup a backup request took.
+	Backup string `json:"backup,omitempty"`
 }
 
 // Status is what is installed and running.
@@ -89,6 +94,10 @@ type Supervisor interface {
 	StartUpdate(ctx context.Context, to string) (string, error)
 	// StartRollback starts reverting the last committed update and returns at once.
 	StartRollback(ctx context.Context) error
+	// Backup takes a backup now and returns its ID.
+	Backup(ctx context.Context) (string, error)
+	// StartRestore starts restoring backup id and returns at once.
+	StartRestore(ctx context.Context, id string) error
 }
 
 // Handler answers requests with s. A failure is an error in the Reply, not an RPC error: the
@@ -116,8 +125,16 @@ func Handler(s Supervisor, log logrus.FieldLogger) bus.RPCHandler {
 			rep.Started, err = s.StartUpdate(ctx, req.To)
 		case VerbRollback:
 			err = s.StartRollback(ctx)
+		case VerbBackup:
+			rep.Backup, err = s.Backup(ctx)
+		case VerbRestore:
+			if req.Backup == "" {
+				err = errors.New("restore needs \"backup\": the backup's ID")
+			} else {
+				err = s.StartRestore(ctx, req.Backup)
+			}
 		default:
-			err = fmt.Errorf("unknown verb %q: use status, check, plan, update or rollback", req.Verb)
+			err = fmt.Errorf("unknown verb %q: use status, check, plan, update, rollback, backup or restore", req.Verb)
 		}
 		if err != nil {
 			rep.Error, rep.Retry = err.Error(), retry.Helps(err)

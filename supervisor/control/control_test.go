@@ -41,6 +41,15 @@ func (f *fakeSupervisor) StartUpdate(_ context.Context, to string) (string, erro
 
 func (f *fakeSupervisor) StartRollback(context.Context) error { return nil }
 
+func (f *fakeSupervisor) Backup(context.Context) (string, error) { return "20261125T000000Z-abc", nil }
+
+func (f *fakeSupervisor) StartRestore(_ context.Context, id string) error {
+	if id != "20261125T000000Z-abc" {
+		return errors.New("backup " + id + " is incomplete or missing")
+	}
+	return nil
+}
+
 func unique(prefix string) string {
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
@@ -130,6 +139,9 @@ func TestRPCAndEvents(t *testing.T) {
 		{"update", Request{Verb: VerbUpdate}, func(r Reply) bool { return r.Started == "1.2.0" && r.Error == "" }},
 		{"update while busy", Request{Verb: VerbUpdate, To: "busy"}, func(r Reply) bool { return r.Retry && r.Error != "" }},
 		{"rollback", Request{Verb: VerbRollback}, func(r Reply) bool { return r.Error == "" }},
+		{"backup", Request{Verb: VerbBackup}, func(r Reply) bool { return r.Backup == "20261125T000000Z-abc" }},
+		{"restore", Request{Verb: VerbRestore, Backup: "20261125T000000Z-abc"}, func(r Reply) bool { return r.Error == "" }},
+		{"restore unknown", Request{Verb: VerbRestore, Backup: "nope"}, func(r Reply) bool { return r.Error != "" }},
 		{"unknown verb", Request{Verb: "reboot"}, func(r Reply) bool { return r.Error != "" }},
 	}
 	for _, c := range cases {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-
 	"os"
 	"path/filepath"
 	"sort"
@@ -258,4 +257,99 @@ func (u *Updater) pruneBackups() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// Backup takes a backup of the installed release's config and volumes now (on request, or on a
+// schedule), keeping the newest BackupKeep.
+func (u *Updater) Backup(ctx context.Context, reason string) (*BackupManifest, error) {
+	unlock, err := u.lock()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	st, err := LoadState(u.cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	m, err := u.backup(ctx, newID(), reason, st, st)
+	if err != nil {
+		return nil, err
+	}
+	if err := u.pruneBackups(); err != nil {
+		u.log.WithError(err).Warn("old backups not pruned")
+	}
+	return m, nil
+}
+
+// Restore puts backup id's config and volumes back and restarts the services on them. The backup
+// must be of the installed version (an older version's config may not suit this release: revert
+// first). It is journaled like an update: a backup of the current config and volumes is taken
+// first, and a failure puts them back.
+func (u *Updater) Restore(ctx context.Context, id string) (*Report, error) {
+	unlock, err := u.lock()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if j, err := LoadJournal(u.cfg.DataDir); err != nil || j != nil {
+		if err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("update %s to %s is unfinished: it is finished first", j.ID, j.To.Version)
+	}
+	m, err := u.readManifest(id)
+	if err != nil {
+		return nil, err
+	}
+	cur, err := LoadState(u.cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	if m.Version != cur.Version.String() {
+		return nil, fmt.Errorf("backup %s was taken with version %s and %s is installed: revert to %s first, or pick a backup of %s",
+			id, m.Version, cur.Version, m.Version, cur.Version)
+	}
+	start := u.now()
+	rep := &Report{From: cur.Version, To: cur.Version, Stages: map[string]time.Duration{}}
+	j := &Journal{ID: newID(), Phase: PhaseApplying, From: cur, To: cur, Restore: true, Started: start}
+	u.emit(j, "restore", "", fmt.Sprintf("restoring backup %s (%s)", id, m.Reason))
+	stage := func(name string, f func() error) error {
+		t0 := u.now()
+		err := f()
+		rep.Stages[name] = u.now().Sub(t0)
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		return nil
+	}
+	if err := u.writeJournal(j); err != nil {
+		return rep, err
+	}
+	steps := []step{
+		{"backup", func() error { return u.backupStep(ctx, j) }},
+		{"config", func() error {
+			j.ConfigWritten = true
+			if err := u.writeJournal(j); err != nil {
+				return err
+			}
+			return u.restoreConfig(id)
+		}},
+		{"volumes", func() error {
+			j.Migrated = true // a rollback puts the volumes of the backup just taken back
+			if err := u.writeJournal(j); err != nil {
+				return err
+			}
+			return u.restoreVolumes(ctx, j, id)
+		}},
+		{"swap", func() error { return u.converge(ctx, j, cur, rep, true) }},
+	}
+	if err := u.runSteps(ctx, j, rep, stage, steps); err != nil {
+		return rep, err
+	}
+	if err := u.commit(ctx, j); err != nil {
+		return rep, err
+	}
+	rep.Took = u.now().Sub(start)
+	u.emit(j, "commit", "", fmt.Sprintf("backup %s restored in %s", id, rep.Took.Round(time.Millisecond)))
+	return rep, nil
 }

@@ -16,10 +16,11 @@ import (
 // gate, and no other container of that service. It starts from what the Engine shows, not from
 // what the journal says was done, so it is the forward swap, the rollback and the crash recovery
 // alike, and running it twice does nothing the second time. rep, when not nil, gets each swap's
-// timings.
-func (u *Updater) converge(ctx context.Context, j *Journal, target State, rep *Report) error {
+// timings. recreate swaps even containers that are right already (a restore changed the config
+// they read at start).
+func (u *Updater) converge(ctx context.Context, j *Journal, target State, rep *Report, recreate bool) error {
 	for _, svc := range u.cfg.Services {
-		if err := u.convergeService(ctx, j, svc, target, rep); err != nil {
+		if err := u.convergeService(ctx, j, svc, target, rep, recreate); err != nil {
 			return fmt.Errorf("%s: %w", svc.Name, err)
 		}
 		if err := u.crash("swap:" + svc.Name); err != nil {
@@ -29,7 +30,7 @@ func (u *Updater) converge(ctx context.Context, j *Journal, target State, rep *R
 	return nil
 }
 
-func (u *Updater) convergeService(ctx context.Context, j *Journal, svc Service, target State, rep *Report) error {
+func (u *Updater) convergeService(ctx context.Context, j *Journal, svc Service, target State, rep *Report, recreate bool) error {
 	owned, err := u.engine.List(ctx)
 	if err != nil {
 		return err
@@ -54,7 +55,7 @@ func (u *Updater) convergeService(ctx context.Context, j *Journal, svc Service, 
 	// Already right: a running container of the wanted image (the old copy during a start-first
 	// rollback, or everything after a crash during a commit). Only the extras go.
 	for _, c := range mine {
-		if c.Image != want.Image || c.State != "running" || c.Health == "unhealthy" {
+		if recreate || c.Image != want.Image || c.State != "running" || c.Health == "unhealthy" {
 			continue
 		}
 		for _, o := range mine {

@@ -31,6 +31,9 @@ var ErrNothingToRevert = errors.New("no update to revert")
 // loop in the watch period); a revert itself cannot be reverted.
 func (u *Updater) recordPrevious(j *Journal) error {
 	path := filepath.Join(u.cfg.DataDir, previousFile)
+	if j.Restore {
+		return nil // the release did not change: what a revert would go back to stays
+	}
 	if j.Revert || j.From.Version.IsZero() {
 		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
@@ -120,7 +123,7 @@ func (u *Updater) Revert(ctx context.Context, reason string) (*Report, error) {
 			}
 			return u.restoreVolumes(ctx, j, prev.Backup)
 		}},
-		{"swap", func() error { return u.converge(ctx, j, prev.State, rep) }},
+		{"swap", func() error { return u.converge(ctx, j, prev.State, rep, false) }},
 	}
 	if err := u.runSteps(ctx, j, rep, stage, steps); err != nil {
 		return rep, err

@@ -54,6 +54,8 @@ type Journal struct {
 	// Migrated says a config migration ran (or, for a revert, that volumes were restored); a
 	// rollback then also restores the volumes.
 	Migrated bool `json:"migrated,omitempty"`
+	// Restore says this puts a backup back for the installed release (no release changes).
+	Restore bool `json:"restore,omitempty"`
 	// Revert says this goes back to the release a committed update replaced.
 	Revert  bool      `json:"revert,omitempty"`
 	Steps   []string  `json:"steps"`

@@ -284,7 +284,7 @@ func (u *Updater) Update(ctx context.Context, rel *release.Release) (*Report, er
 			return err
 		}},
 		{"config", func() error { return u.configStep(j, migrated) }},
-		{"swap", func() error { return u.converge(ctx, j, to, rep) }},
+		{"swap", func() error { return u.converge(ctx, j, to, rep, false) }},
 	}
 	if err := u.runSteps(ctx, j, rep, stage, steps); err != nil {
 		return rep, err
@@ -507,7 +507,7 @@ func (u *Updater) undo(ctx context.Context, j *Journal) error {
 			return err
 		}
 	}
-	if err := u.converge(ctx, j, j.From, nil); err != nil {
+	if err := u.converge(ctx, j, j.From, nil, false); err != nil {
 		return err
 	}
 	return os.Remove(filepath.Join(u.cfg.DataDir, journalFile))
@@ -534,7 +534,7 @@ func (u *Updater) Recover(ctx context.Context) (*Journal, error) {
 	}
 	u.log.WithFields(logrus.Fields{"update": j.ID, "phase": j.Phase, "steps": j.Steps}).Warn("an update was interrupted: finishing it")
 	if j.Phase == PhaseCommitting {
-		if err := u.converge(ctx, j, j.To, nil); err != nil {
+		if err := u.converge(ctx, j, j.To, nil, false); err != nil {
 			return j, fmt.Errorf("finishing the commit of %s: %w", j.To.Version, err)
 		}
 		return j, u.commit(ctx, j)

@@ -1,8 +1,11 @@
 package update
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -327,4 +330,81 @@ func TestWatchRevertsCrashLoop(t *testing.T) {
 		t.Fatalf("quiet watch: %v %v", reverted, err)
 	}
 	f.expectRelease(t, v100)
+}
+
+// TestBackupRestore takes a backup, changes the config and the gateway's volume, and restores.
+func TestBackupRestore(t *testing.T) {
+	f := newFixture(t)
+	u := f.updater(t)
+	ctx := context.Background()
+	v100 := f.rel(t, "1.0.0", relOpts{})
+	if _, err := u.Update(ctx, v100); err != nil {
+		t.Fatal(err)
+	}
+	starts := func() string {
+		t.Helper()
+		var buf bytes.Buffer
+		if _, err := f.engine.BackupVolume(ctx, f.install+"-gw", v100.Images["ami-gateway"], &buf); err != nil {
+			t.Fatal(err)
+		}
+		tr := tar.NewReader(&buf)
+		for {
+			h, err := tr.Next()
+			if err != nil {
+				t.Fatalf("no data/starts in the volume: %v", err)
+			}
+			if h.Name == "data/starts" {
+				b, _ := io.ReadAll(tr)
+				return string(b)
+			}
+		}
+	}
+	before := starts()
+	m, err := u.Backup(ctx, "on request")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Change: a config edit, and a gateway restart that writes to its volume.
+	os.WriteFile(f.configPath, []byte(initialConfig+"changed: true\n"), 0o600)
+	gw := f.running(t)["ami-gateway"]
+	if err := f.engine.Stop(ctx, gw.ID, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.engine.Start(ctx, gw.ID); err != nil {
+		t.Fatal(err)
+	}
+	if changed := starts(); changed == before {
+		t.Fatal("the restart did not change the volume")
+	}
+	rep, err := u.Restore(ctx, m.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("restored in %s", rep.Took.Round(time.Millisecond))
+	f.expectRelease(t, v100)
+	if f.config(t) != initialConfig {
+		t.Fatalf("config after restore: %q", f.config(t))
+	}
+	// The backup's volume, plus the one start of the gateway recreated on it.
+	if got := starts(); got != before+"1.0.0\n" {
+		t.Fatalf("volume after restore: %q, want %q", got, before+"1.0.0\n")
+	}
+	if gw2 := f.running(t)["ami-gateway"]; gw2.ID == gw.ID {
+		t.Fatal("the gateway was not restarted on the restored config")
+	}
+	bs, _ := u.Backups()
+	if len(bs) < 3 {
+		t.Fatalf("backups %+v: want the update's, the requested one and the restore's own", bs)
+	}
+
+	t.Run("a backup of another version is refused", func(t *testing.T) {
+		v110 := f.rel(t, "1.1.0", relOpts{})
+		if _, err := u.Update(ctx, v110); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := u.Restore(ctx, m.ID); err == nil || !strings.Contains(err.Error(), "revert to 1.0.0 first") {
+			t.Fatalf("err = %v", err)
+		}
+		f.expectRelease(t, v110)
+	})
 }

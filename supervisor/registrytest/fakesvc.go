@@ -1,6 +1,8 @@
 package registrytest
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"os/exec"
@@ -46,6 +48,18 @@ type FakeService struct {
 	NoHealthcheck bool
 }
 
+// NonceLabel holds a random value in every test image, so that no two tests (in one process or in
+// parallel packages) ever make the same image: the Engine would store it once, and one test's
+// cleanup would remove the image another test still runs.
+const NonceLabel = "io.ringbridge.test.nonce"
+
+// Nonce returns a new random value for NonceLabel.
+func Nonce() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
 // FakeServiceImage is a FROM-scratch image of bin (FakeServiceBinary) behaving as f says, with
 // /tmp and /data directories and a HEALTHCHECK running "fakesvc healthcheck".
 func FakeServiceImage(bin []byte, f FakeService) (v1.Image, error) {
@@ -72,6 +86,7 @@ func FakeServiceImage(bin []byte, f FakeService) (v1.Image, error) {
 		Labels: map[string]string{
 			"io.ringbridge.service":            f.Service,
 			"org.opencontainers.image.version": f.Version,
+			NonceLabel:                         Nonce(),
 		},
 		StopSignal: "SIGTERM",
 	}

@@ -52,7 +52,8 @@ func realImage(t *testing.T, bin []byte, version string) v1.Image {
 		Cmd:        []string{"run"},
 		User:       "65534:65534",
 		Env:        []string{"RINGBRIDGE_CONFIG=/etc/ringbridge/config.yaml"},
-		Labels:     map[string]string{"io.ringbridge.service": "ami-gateway", "org.opencontainers.image.version": version},
+		Labels: map[string]string{"io.ringbridge.service": "ami-gateway", "org.opencontainers.image.version": version,
+			registrytest.NonceLabel: registrytest.Nonce()},
 		Healthcheck: &v1.HealthConfig{Test: []string{"CMD", "/usr/local/bin/service", "healthcheck"},
 			Interval: 10 * time.Second, Timeout: 5 * time.Second, StartPeriod: 20 * time.Second, Retries: 3},
 	}, layer)
@@ -65,6 +66,7 @@ func realImage(t *testing.T, bin []byte, version string) v1.Image {
 // TestRealGatewaySwap updates the real ami-gateway, start-first and then stop-first, with the
 // health gate on its own HEALTHCHECK (interval shortened to 1s by the updater).
 func TestRealGatewaySwap(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	ctx := context.Background()
 	out := filepath.Join(t.TempDir(), "ami-gateway")

@@ -18,6 +18,7 @@ import (
 )
 
 func TestUpdate(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	u := f.updater(t)
 	ctx := context.Background()
@@ -154,6 +155,7 @@ func TestUpdate(t *testing.T) {
 }
 
 func TestChainThroughMigration(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	u := f.updater(t)
 	ctx := context.Background()
@@ -212,6 +214,7 @@ func TestChainThroughMigration(t *testing.T) {
 }
 
 func TestCrashRecovery(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name      string
 		crash     string
@@ -295,6 +298,7 @@ func TestBusy(t *testing.T) {
 // TestWatchRevertsCrashLoop commits an update whose gateway passes its gate and then crash-loops
 // under its restart policy: the watch reverts to the previous release and its config.
 func TestWatchRevertsCrashLoop(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	u := f.updater(t)
 	ctx := context.Background()
@@ -334,6 +338,7 @@ func TestWatchRevertsCrashLoop(t *testing.T) {
 
 // TestBackupRestore takes a backup, changes the config and the gateway's volume, and restores.
 func TestBackupRestore(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	u := f.updater(t)
 	ctx := context.Background()

@@ -84,11 +84,26 @@ func TestImportBundle(t *testing.T) {
 		keyPath, filepath.Join(dir, "data"), install)), 0o600)
 
 	good, _ := makeBundle("1.0.0", "")
-	rc, out, errs := runCLI(t, "import", "--config", cfgPath, good)
-	if rc != 0 || !strings.Contains(out, "1.0.0 installed from") {
-		t.Fatalf("import: rc %d\n%s\n%s", rc, out, errs)
+	// The first start of the service installs its bundled release; here through firstInstall,
+	// which run calls (the rest of run needs RabbitMQ).
+	cfg, err := loadFull(cfgPath)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Logf("import:\n%s", out)
+	sv, err := newSupervisor(context.Background(), cfg, cfgPath, nil, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := firstInstall(context.Background(), sv, filepath.Join(dir, "absent.tar")); err != nil {
+		t.Fatalf("first start without a bundle: %v", err)
+	}
+	if err := firstInstall(context.Background(), sv, good); err != nil {
+		t.Fatalf("first start with the bundled release: %v", err)
+	}
+	rc, out, errs := runCLI(t, "import", "--config", cfgPath, good)
+	if rc != 0 || !strings.Contains(out, "1.0.0 is installed: nothing to do") {
+		t.Fatalf("import of what is installed: rc %d\n%s\n%s", rc, out, errs)
+	}
 	rc, out, errs = runCLI(t, "status", "--config", cfgPath)
 	if rc != 0 || !strings.Contains(out, "installed: 1.0.0") || strings.Count(out, "1.0.0      running  healthy") != 2 {
 		t.Fatalf("status: rc %d\n%s\n%s", rc, out, errs)

@@ -31,6 +31,11 @@ import (
 	"github.com/ringbridge/ringbridge/supervisor/update"
 )
 
+// bundledRelease is the offline bundle the supervisor image carries: the release it was built
+// with, installed on the first start when nothing is installed yet (so a new server needs no
+// registry to come up).
+const bundledRelease = "/usr/local/share/ringbridge/release.tar"
+
 // configMountTarget is where every service container finds the install's config (its volume,
 // read-only; the supervisor mounts it read-write to migrate and restore it).
 const configMountTarget = "/etc/ringbridge"
@@ -292,6 +297,7 @@ func runService(ctx context.Context, args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", "", "config file (default $RINGBRIDGE_CONFIG or "+config.DefaultPath+")")
+	bundled := fs.String("bundle", bundledRelease, "offline bundle installed when nothing is installed yet")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -302,14 +308,14 @@ func runService(ctx context.Context, args []string, stderr io.Writer) int {
 	}
 	redactor := logging.NewRedactor(cfg.Secrets()...)
 	log := logging.New("supervisor", cfg.Log, stderr, logging.WithRedactor(redactor))
-	if err := serve(ctx, cfg, config.Path(*path), log, redactor); err != nil {
+	if err := serve(ctx, cfg, config.Path(*path), *bundled, log, redactor); err != nil {
 		log.WithError(err).Error("supervisor stopped")
 		return 1
 	}
 	return 0
 }
 
-func serve(ctx context.Context, cfg *config.Config, cfgPath string, log *logrus.Entry, redactor *logging.Redactor) error {
+func serve(ctx context.Context, cfg *config.Config, cfgPath, bundled string, log *logrus.Entry, redactor *logging.Redactor) error {
 	log.WithFields(logrus.Fields{"version": version, "install": cfg.Supervisor.Install, "channel": cfg.Supervisor.Channel}).Info("supervisor starting")
 	reg := prometheus.NewRegistry()
 	b, err := bus.New(bus.Config{URL: cfg.RabbitMQ.URL.Reveal(), Name: "supervisor", Logger: log, Registerer: reg})
@@ -334,6 +340,10 @@ func serve(ctx context.Context, cfg *config.Config, cfgPath string, log *logrus.
 		log.WithFields(logrus.Fields{"update": j.ID, "to": j.To.Version.String()}).Warn("interrupted update recovered")
 	}
 
+	if err := firstInstall(ctx, sv, bundled); err != nil {
+		log.WithError(err).Error("installing the bundled release failed; admin can start an update")
+	}
+
 	hs := health.New(log, reg, health.WithRedactor(redactor))
 	hs.AddCheck("docker", func(ctx context.Context) error { _, err := sv.engine.List(ctx); return err })
 	hs.AddCheck("rabbitmq", func(context.Context) error { return b.Ready() })
@@ -353,4 +363,22 @@ func serve(ctx context.Context, cfg *config.Config, cfgPath string, log *logrus.
 		}
 		return err
 	}
+}
+
+// firstInstall installs the bundle at path when nothing is installed and the file exists; it does
+// nothing otherwise.
+func firstInstall(ctx context.Context, sv *supervisor, path string) error {
+	st, err := sv.updater.Installed()
+	if err != nil || !st.Version.IsZero() {
+		return err
+	}
+	if _, err := os.Stat(path); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			sv.log.WithField("bundle", path).Info("nothing installed and no bundled release: waiting for an update or an import")
+			return nil
+		}
+		return err
+	}
+	sv.log.WithField("bundle", path).Info("nothing installed: installing the bundled release")
+	return importBundle(ctx, sv, path, "", io.Discard)
 }

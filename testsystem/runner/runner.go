@@ -10,7 +10,6 @@ package runner
 
 import (
 	"context"
-	"crypto/sha256"
 	"fmt"
 	"io"
 	"net"
@@ -132,8 +131,8 @@ func Run(ctx context.Context, opt Options) (*Summary, error) {
 	sum := &Summary{Report: junit.Report{Name: "ringbridge testsystem"}}
 	defer func() { sum.Took = time.Since(start) }()
 
-	// Runs of the same suites use the same ports and vhost: one at a time on a machine.
-	unlock, err := lockRun(ctx, opt.SuitesDir, opt.Log)
+	// Runs whose suites use the same ports (the same suites, from any checkout) take turns.
+	unlock, err := lockPorts(ctx, suites, opt.Log)
 	if err != nil {
 		return nil, err
 	}
@@ -594,30 +593,50 @@ func firstLinkedid(rec *amisim.Recording) string {
 	return ""
 }
 
-// lockRun makes runs of the same suites on this machine take turns (several people and CI may
-// share it); the lock is a flock, so a killed run frees it.
-func lockRun(ctx context.Context, suitesDir string, log logrus.FieldLogger) (func(), error) {
-	abs, err := filepath.Abs(suitesDir)
-	if err != nil {
-		return nil, err
-	}
-	sum := sha256.Sum256([]byte(abs))
-	path := filepath.Join(os.TempDir(), fmt.Sprintf("ringbridge-testsystem-%x.lock", sum[:6]))
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o666)
-	if err != nil {
-		return nil, fmt.Errorf("run lock: %w", err)
-	}
-	if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil {
-		holder, _ := os.ReadFile(path)
-		log.WithField("lock", path).WithField("holder", strings.TrimSpace(string(holder))).Info("another testsystem run of these suites is running; waiting for it to end")
-		if err := flockWait(ctx, f, syscall.LOCK_EX); err != nil {
-			f.Close()
-			return nil, err
+// lockPorts makes runs that would use the same ports take turns on this machine (CI, people and
+// fresh clones share it; ports are the machine's, whatever the checkout). One flock per port in
+// TMPDIR, taken in order so two runs never hold each other's; a killed run frees them.
+func lockPorts(ctx context.Context, suites []*suite.Suite, log logrus.FieldLogger) (func(), error) {
+	set := map[string]bool{}
+	for _, s := range suites {
+		for _, addr := range s.Addresses() {
+			if _, port, err := net.SplitHostPort(addr); err == nil {
+				set[port] = true
+			}
 		}
 	}
-	_ = f.Truncate(0)
-	_, _ = f.WriteAt([]byte(fmt.Sprintf("pid %d since %s\n", os.Getpid(), time.Now().Format(time.RFC3339))), 0)
-	return func() { f.Close() }, nil
+	ports := make([]string, 0, len(set))
+	for p := range set {
+		ports = append(ports, p)
+	}
+	sort.Strings(ports)
+	var held []*os.File
+	unlock := func() {
+		for _, f := range held {
+			f.Close()
+		}
+	}
+	for _, port := range ports {
+		path := filepath.Join(os.TempDir(), "ringbridge-testsystem-port-"+port+".lock")
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o666)
+		if err != nil {
+			unlock()
+			return nil, fmt.Errorf("port lock: %w", err)
+		}
+		if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil {
+			holder, _ := os.ReadFile(path)
+			log.WithField("port", port).WithField("holder", strings.TrimSpace(string(holder))).Info("another testsystem run uses this port; waiting for it to end")
+			if err := flockWait(ctx, f, syscall.LOCK_EX); err != nil {
+				f.Close()
+				unlock()
+				return nil, err
+			}
+		}
+		_ = f.Truncate(0)
+		_, _ = f.WriteAt([]byte(fmt.Sprintf("pid %d since %s\n", os.Getpid(), time.Now().Format(time.RFC3339))), 0)
+		held = append(held, f)
+	}
+	return unlock, nil
 }
 
 // relative shortens a path under the working directory, for the file names in messages.

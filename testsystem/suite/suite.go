@@ -89,6 +89,29 @@ type Suite struct {
 	Calls      []*Call
 }
 
+// Addresses are the host:port addresses the suite's stack uses on this machine: the simulators'
+// and the services' listeners.
+func (s *Suite) Addresses() []string {
+	cfg := s.Config
+	out := []string{cfg.AMI.Address}
+	for _, svc := range []string{"ami-gateway", s.CRM.Service()} {
+		out = append(out, cfg.HTTP[svc].Listen)
+	}
+	switch s.CRM {
+	case Amo:
+		if u, err := url.Parse(cfg.Amo.Account); err == nil {
+			out = append(out, u.Host)
+		}
+		out = append(out, cfg.Amo.Listen)
+	case Bitrix:
+		if u, err := url.Parse(cfg.Bitrix.Portal); err == nil {
+			out = append(out, u.Host)
+		}
+		out = append(out, cfg.Bitrix.Listen)
+	}
+	return out
+}
+
 // ID names a suite in output and JUnit: crm/name.
 func (s *Suite) ID() string { return string(s.CRM) + "/" + s.Name }
 

@@ -22,6 +22,9 @@ func TestLoadGood(t *testing.T) {
 	if s.ID() != "amo/good" || s.CRM != Amo || s.Config.PBX != "suitetest" || s.AmoSeed == nil || !filepath.IsAbs(s.ConfigFile) {
 		t.Errorf("suite %s: crm %s, pbx %q, seed %v, config file %s", s.ID(), s.CRM, s.Config.PBX, s.AmoSeed != nil, s.ConfigFile)
 	}
+	if got := strings.Join(s.Addresses(), " "); got != "127.0.0.1:45038 127.0.0.1:49101 127.0.0.1:49103 127.0.0.1:48180 127.0.0.1:48103" {
+		t.Errorf("Addresses() = %s", got)
+	}
 	if len(s.Calls) != 2 {
 		t.Fatalf("%d calls, want 2", len(s.Calls))
 	}
